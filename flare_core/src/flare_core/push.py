@@ -1,0 +1,78 @@
+"""Manual entries: ``push_log`` from async code, ``push_log_sync`` from anywhere."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import FlareSetupError
+from .models import FlareLogEntry, Level
+
+if TYPE_CHECKING:
+    from .config import FlareConfig
+    from .runtime import Flare
+
+__all__ = ["push_log", "push_log_sync"]
+
+
+def _runtime(config: FlareConfig | Flare) -> Flare:
+    from .runtime import Flare
+
+    if isinstance(config, Flare):
+        return config
+    runtime = getattr(config, "_runtime", None)
+    if runtime is None:
+        raise FlareSetupError(
+            "push_log() got a FlareConfig that no app was set up with; "
+            "pass the config given to setup(app, config=...) or the object setup() returned"
+        )
+    return runtime  # type: ignore[no-any-return]
+
+
+def push_log_sync(
+    config: FlareConfig | Flare,
+    *,
+    level: Level = "ERROR",
+    event: str,
+    message: str,
+    context: dict[str, Any] | None = None,
+    exc: BaseException | None = None,
+    **fields: Any,
+) -> FlareLogEntry:
+    """Buffer a manual entry; safe from threads and ``def`` endpoints.
+
+    The entry passes through enrichment (fingerprint, scrubbing, limits) like
+    a captured one and is written by the worker. ``fields`` are other
+    ``FlareLogEntry`` fields, such as ``endpoint`` or ``http_status``. With
+    ``exc``, the entry carries its type and stack trace.
+    """
+    flare = _runtime(config)
+    entry = FlareLogEntry(
+        level=level, event=event, message=message, context=dict(context or {}), **fields
+    )
+    if exc is not None:
+        from .tracebacks import exception_type_name, format_exception
+
+        entry.exception_type = entry.exception_type or exception_type_name(exc)
+        entry.error = entry.error or f"{type(exc).__name__}: {exc}"
+        entry.stack_trace = entry.stack_trace or format_exception(
+            exc, flare.config.max_stack_frames
+        )
+    flare.enrich(entry, None, exc)
+    flare.buffer.put(entry)
+    return entry
+
+
+async def push_log(
+    config: FlareConfig | Flare,
+    *,
+    level: Level = "ERROR",
+    event: str,
+    message: str,
+    context: dict[str, Any] | None = None,
+    exc: BaseException | None = None,
+    **fields: Any,
+) -> FlareLogEntry:
+    """Buffer a manual entry from async code; it never waits for storage."""
+    return push_log_sync(
+        config, level=level, event=event, message=message, context=context, exc=exc, **fields
+    )

@@ -1,0 +1,200 @@
+"""Secret scrubbing and size limits, applied to every entry before buffering.
+
+Keys match the denylist exactly and case-insensitively (``max_tokens`` is
+kept while ``token`` is filtered). Values found under a secret key or a
+secret header are also removed wherever else they occur in the entry, so
+``raise ValueError(f"bad token {token}")`` does not leak a token that came
+with the request.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from .config import FlareConfig
+from .models import FlareLogEntry
+
+__all__ = ["FILTERED", "Scrubber", "truncate_text"]
+
+FILTERED = "[Filtered]"
+_MIN_SECRET_LEN = 4
+
+# "key=value", "key: value" and '"key": "value"' inside free text.
+_PAIR = re.compile(
+    r"""(?P<key>["']?(?P<name>[A-Za-z][\w.-]{1,40})["']?\s*[:=]\s*)"""
+    r"""(?P<value>"[^"]*"|'[^']*'|[^\s&,;'"]+)"""
+)
+_BEARER = re.compile(r"\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]{6,}", re.IGNORECASE)
+
+
+def truncate_text(text: str, limit: int, *, keep_tail: bool = False) -> str:
+    """Cut ``text`` to about ``limit`` characters and say how much was cut."""
+    if len(text) <= limit:
+        return text
+    cut = len(text) - limit
+    marker = f"\n... [truncated {cut} characters] ...\n"
+    if keep_tail:
+        head = limit // 3
+        return text[:head] + marker + text[len(text) - (limit - head) :]
+    return text[:limit] + marker.rstrip("\n ")
+
+
+class Scrubber:
+    """Remove secrets from one entry; one instance serves every entry."""
+
+    def __init__(self, config: FlareConfig) -> None:
+        self.headers = config.scrub_header_set
+        self.fields = config.scrub_field_set
+        self.scrub_messages = config.scrub_messages
+        self.config = config
+
+    def scrub_entry(self, entry: FlareLogEntry) -> None:
+        found: set[str] = set()
+        request = entry.context.get("request")
+        if isinstance(request, dict):
+            self._scrub_request(request, found)
+        entry.context = self._scrub_value(entry.context, found)
+        if self.scrub_messages:
+            for name in ("message", "error", "stack_trace", "endpoint"):
+                value = getattr(entry, name)
+                if value:
+                    setattr(entry, name, self.scrub_text(value, found))
+        if found:
+            entry.context = self._replace_everywhere(entry.context, found)
+
+    def limit_entry(self, entry: FlareLogEntry) -> None:
+        config = self.config
+        entry.message = truncate_text(entry.message, config.max_message_chars)
+        if entry.error:
+            entry.error = truncate_text(entry.error, config.max_message_chars)
+        if entry.stack_trace:
+            entry.stack_trace = truncate_text(
+                entry.stack_trace, config.max_stack_trace_chars, keep_tail=True
+            )
+        if entry.endpoint:
+            entry.endpoint = truncate_text(entry.endpoint, 2048)
+        entry.context = _limit_context(entry.context, config.max_context_chars)
+
+    def scrub_text(self, text: str, found: Iterable[str] = ()) -> str:
+        def pair(match: re.Match[str]) -> str:
+            if match.group("name").lower() in self.fields:
+                value = match.group("value")
+                quote = value[0] if value[:1] in "'\"" else ""
+                return f"{match.group('key')}{quote}{FILTERED}{quote}"
+            return match.group(0)
+
+        text = _PAIR.sub(pair, text)
+        text = _BEARER.sub(lambda m: f"{m.group(1)} {FILTERED}", text)
+        for secret in sorted(found, key=len, reverse=True):
+            text = text.replace(secret, FILTERED)
+        return text
+
+    def _scrub_request(self, request: dict[str, Any], found: set[str]) -> None:
+        headers = request.get("headers")
+        if isinstance(headers, dict):
+            for name in list(headers):
+                if name.lower() in self.headers:
+                    self._remember(str(headers[name]), found)
+                    headers[name] = FILTERED
+        query = request.get("query_string")
+        if isinstance(query, str) and query:
+            request["query_string"] = self._scrub_query(query, found)
+        body = request.get("body")
+        if isinstance(body, str) and body:
+            request["body"] = self._scrub_body(body, request, found)
+
+    def _remember(self, value: str, found: set[str]) -> None:
+        # A header such as "Bearer abc" or "a=1; session=xyz" holds several
+        # secret parts; remember each so that copies elsewhere are removed.
+        for part in re.split(r"[\s;,=]+", value):
+            if len(part) >= _MIN_SECRET_LEN and part.lower() not in ("bearer", "basic"):
+                found.add(part)
+
+    def _scrub_query(self, query: str, found: set[str]) -> str:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        cleaned = []
+        for key, value in pairs:
+            if key.lower() in self.fields:
+                if len(value) >= _MIN_SECRET_LEN:
+                    found.add(value)
+                value = FILTERED
+            cleaned.append((key, value))
+        return urlencode(cleaned, safe="[]")
+
+    def _scrub_body(self, body: str, request: dict[str, Any], found: set[str]) -> str:
+        content_type = str(request.get("content_type") or "")
+        if "json" in content_type or body[:1] in "{[":
+            try:
+                parsed = json.loads(body)
+            except ValueError:
+                return self.scrub_text(body, found)
+            return json.dumps(self._scrub_value(parsed, found), ensure_ascii=False)
+        if "x-www-form-urlencoded" in content_type:
+            return self._scrub_query(body, found)
+        return self.scrub_text(body, found)
+
+    def _scrub_value(self, value: Any, found: set[str]) -> Any:
+        if isinstance(value, dict):
+            cleaned = {}
+            for key, item in value.items():
+                if isinstance(key, str) and key.lower() in self.fields:
+                    if isinstance(item, str) and len(item) >= _MIN_SECRET_LEN:
+                        found.add(item)
+                    cleaned[key] = FILTERED
+                else:
+                    cleaned[key] = self._scrub_value(item, found)
+            return cleaned
+        if isinstance(value, list | tuple):
+            return [self._scrub_value(item, found) for item in value]
+        if isinstance(value, str) and self.scrub_messages:
+            return self.scrub_text(value, ())
+        return value
+
+    def _replace_everywhere(self, value: Any, found: set[str]) -> Any:
+        if isinstance(value, dict):
+            return {key: self._replace_everywhere(item, found) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self._replace_everywhere(item, found) for item in value]
+        if isinstance(value, str):
+            for secret in found:
+                if secret in value:
+                    value = value.replace(secret, FILTERED)
+        return value
+
+
+def _limit_context(context: dict[str, Any], limit: int) -> dict[str, Any]:
+    try:
+        text = json.dumps(context, default=str, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        return {"unserializable_context": f"{type(exc).__name__}: {exc}"}
+    if len(text) <= limit:
+        return json.loads(text) if _needs_roundtrip(context) else context
+    per_string = max(64, limit // 4)
+    shortened = _shorten_strings(json.loads(text), per_string)
+    text = json.dumps(shortened, ensure_ascii=False)
+    if len(text) <= limit:
+        return shortened  # type: ignore[no-any-return]
+    return {"truncated_context": truncate_text(text, limit)}
+
+
+def _needs_roundtrip(value: Any) -> bool:
+    """Tell whether ``value`` holds anything JSON would change (objects, tuples)."""
+    if isinstance(value, dict):
+        return any(not isinstance(k, str) or _needs_roundtrip(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_needs_roundtrip(item) for item in value)
+    return not isinstance(value, str | int | float | bool | type(None))
+
+
+def _shorten_strings(value: Any, limit: int) -> Any:
+    if isinstance(value, dict):
+        return {key: _shorten_strings(item, limit) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_shorten_strings(item, limit) for item in value]
+    if isinstance(value, str):
+        return truncate_text(value, limit)
+    return value
