@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from .errors import InvalidCursor
 from .hookspecs import hookimpl
 from .models import (
     ErrorGroup,
@@ -64,7 +65,7 @@ class MemoryStorage:
     async def query(self, query: LogQuery) -> LogPage:
         before = None
         if query.cursor:
-            before = int(decode_cursor(query.cursor, keys=["id"])["id"])
+            before = _cursor_number(query.cursor, "id")
         needle = (query.q or "").lower()
         items: list[FlareLogEntry] = []
         for entry in reversed(self.entries):
@@ -140,7 +141,7 @@ class MemoryStorage:
         wanted.reverse()
         if query.cursor:
             after = decode_cursor(query.cursor, keys=["v", "f"])
-            position = (after["v"], after["f"])
+            position = (_cursor_number(query.cursor, "v"), str(after["f"]))
             wanted = [
                 group
                 for group in wanted
@@ -179,6 +180,16 @@ class MemoryStorage:
             if line is not None and position is not None:
                 line[position] += 1
         return lines
+
+
+def _cursor_number(cursor: str, key: str) -> float:
+    """Read one number from a cursor; raise ``InvalidCursor`` when it is not one."""
+    value = decode_cursor(cursor, keys=[key])[key]
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        message = f"invalid cursor {cursor[:40]!r}: {key} is not a number"
+        raise InvalidCursor(message) from None
 
 
 def _matches(entry: FlareLogEntry, query: LogQuery, needle: str) -> bool:
