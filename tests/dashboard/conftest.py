@@ -116,9 +116,14 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium_path: str) -> Iterator[Any]:
-    """One headless Chromium for the session; tests open their own contexts."""
+    """One headless Chromium per module; tests open their own contexts.
+
+    Playwright's sync API keeps an event loop running in this thread while
+    it is open, which breaks every asyncio test that runs meanwhile, so it
+    must close when the browser tests' module ends.
+    """
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
