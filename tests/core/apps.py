@@ -1,7 +1,7 @@
 """One FastAPI app with a route per capture rule, built with or without Flare.
 
 The capture tests send the same request to both builds and compare the
-responses, so every route here must answer deterministically.
+responses, so every route here must respond deterministically.
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ class FailingASGIMiddleware:
 
 
 def _chained_failure() -> None:
+    reports: dict[str, int] = {}
     try:
-        {}["missing"]
+        reports["missing"]
     except KeyError as exc:
         raise RuntimeError("could not load the report") from exc
 
@@ -111,4 +112,4 @@ def build_app(**flare_options: Any) -> tuple[FastAPI, Flare | None]:
     if not flare_options:
         return app, None
     flare_options.setdefault("storage_backend", "memory")
-    return app, setup(app, **flare_options)
+    return app, setup(app, load_entry_points=False, **flare_options)

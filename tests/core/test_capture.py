@@ -7,16 +7,20 @@ import json
 from typing import Any
 
 import pytest
+from fastapi import BackgroundTasks
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Message
 
 from flare_core import Flare, FlareLogEntry
 
 from .apps import build_app
 from .helpers import serve, stored
 
-Response = tuple[int, list[tuple[str, str]], bytes]
+# Status, headers without X-Request-ID, and body of one response.
+Observed = tuple[int, list[tuple[str, str]], bytes]
 
 
-async def _request(app: Any, method: str, url: str, **kwargs: Any) -> Response:
+async def _request(app: Any, method: str, url: str, **kwargs: Any) -> Observed:
     async with serve(app) as client:
         response = await client.request(method, url, **kwargs)
     headers = [
@@ -27,7 +31,7 @@ async def _request(app: Any, method: str, url: str, **kwargs: Any) -> Response:
     return response.status_code, headers, response.content
 
 
-async def _compare(method: str, url: str, **kwargs: Any) -> tuple[Response, Flare]:
+async def _compare(method: str, url: str, **kwargs: Any) -> tuple[Observed, Flare]:
     """Send one request to the plain app and to the Flare app; return the latter."""
     plain_app, _ = build_app()
     flare_app, flare = build_app(capture_request_body=True)
@@ -87,6 +91,7 @@ async def test_unmatched_route_404_stored() -> None:
 
     assert status == 404
     assert entry.http_status == 404
+    assert entry.level == "WARNING"
     assert entry.endpoint == "/no/such/page"
     assert entry.route is None
     assert entry.message == "Not Found"
@@ -98,6 +103,7 @@ async def test_wrong_method_405_stored() -> None:
 
     assert status == 405
     assert entry.http_status == 405
+    assert entry.level == "WARNING"
     assert entry.http_method == "DELETE"
     assert entry.message == "Method Not Allowed"
 
@@ -160,7 +166,9 @@ async def test_unhandled_exception_full_record() -> None:
     assert "KeyError: 'missing'" in entry.stack_trace
     assert "direct cause of the following exception" in entry.stack_trace
     assert "in _chained_failure" in entry.stack_trace
-    assert entry.stack_trace.rstrip().endswith("RuntimeError: could not load the report")
+    assert entry.stack_trace.rstrip().endswith(
+        "RuntimeError: could not load the report"
+    )
 
 
 @pytest.mark.parametrize(
@@ -214,8 +222,6 @@ async def test_custom_exception_handler_json() -> None:
 
         @app.exception_handler(Exception)
         async def on_error(request: Any, exc: Exception) -> Any:
-            from fastapi.responses import JSONResponse
-
             return JSONResponse({"oops": type(exc).__name__}, status_code=500)
 
         @app.get("/divide")
@@ -273,12 +279,12 @@ async def test_request_id_on_success_too() -> None:
 async def test_websocket_scope_passes_through() -> None:
     app, flare = build_app(storage_backend="memory")
     assert flare is not None
-    messages: list[dict[str, Any]] = []
+    messages: list[Message] = []
 
     async def receive() -> dict[str, Any]:
         return {"type": "websocket.connect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         messages.append(message)
 
     scope = {"type": "websocket", "path": "/ws", "headers": [], "query_string": b""}
@@ -288,3 +294,127 @@ async def test_websocket_scope_passes_through() -> None:
     assert messages[0]["type"] == "websocket.close"
     assert await stored(flare) == []
 
+
+async def test_status_codes_option_limits_capture() -> None:
+    app, flare = build_app(storage_backend="memory", capture_status_codes="500-599")
+    assert flare is not None
+    async with serve(app) as client:
+        await client.get("/forbidden")
+        await client.get("/upstream")
+    entries = await stored(flare)
+
+    assert [entry.http_status for entry in entries] == [503]
+
+
+async def test_request_id_header_disabled() -> None:
+    app, flare = build_app(storage_backend="memory", request_id_header=None)
+    assert flare is not None
+    async with serve(app) as client:
+        response = await client.get("/forbidden", headers={"X-Request-ID": "req-1"})
+    entry = await _only_entry(flare)
+
+    assert "x-request-id" not in response.headers
+    assert entry.request_id is None
+
+
+async def test_specific_handler_exception_kept() -> None:
+    def build(with_flare: bool) -> tuple[Any, Flare | None]:
+        app, flare = build_app(storage_backend="memory") if with_flare else build_app()
+
+        @app.exception_handler(ValueError)
+        def on_value_error(request: Any, exc: ValueError) -> Any:
+            return JSONResponse({"invalid": str(exc)}, status_code=400)
+
+        @app.get("/parse")
+        async def parse() -> int:
+            return int("seven")
+
+        return app, flare
+
+    plain_app, _ = build(False)
+    flare_app, flare = build(True)
+    assert flare is not None
+    expected = await _request(plain_app, "GET", "/parse")
+    actual = await _request(flare_app, "GET", "/parse")
+    entry = await _only_entry(flare)
+
+    assert actual == expected
+    assert actual[0] == 400
+    assert entry.event == "handled_exception"
+    assert entry.level == "WARNING"
+    assert entry.exception_type == "ValueError"
+    assert entry.stack_trace is not None
+    assert "in parse" in entry.stack_trace
+
+
+async def test_stream_failing_midway_stored() -> None:
+    app, flare = build_app(storage_backend="memory")
+    assert flare is not None
+
+    @app.get("/broken-stream")
+    async def broken_stream() -> Any:
+        async def chunks() -> Any:
+            yield b"partial\n"
+            raise ConnectionError("feed lost")
+
+        return StreamingResponse(chunks())
+
+    async with serve(app) as client:
+        response = await client.get("/broken-stream")
+    entry = await _only_entry(flare)
+
+    assert response.status_code == 200
+    assert entry.event == "unhandled_exception"
+    assert entry.exception_type == "ConnectionError"
+    assert entry.http_status == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "media_type"),
+    [
+        (b"\xff\xfe" * 100, "application/octet-stream"),
+        (b"<html><body>Oops</body></html>", "text/html"),
+        (b"\xff\xfe not utf-8", "text/plain"),
+    ],
+)
+async def test_non_text_error_body_ignored(body: bytes, media_type: str) -> None:
+    app, flare = build_app(storage_backend="memory")
+    assert flare is not None
+
+    @app.get("/binary-error")
+    async def binary_error() -> Any:
+        return Response(body, status_code=500, media_type=media_type)
+
+    async with serve(app) as client:
+        response = await client.get("/binary-error")
+    entry = await _only_entry(flare)
+
+    assert response.content == body
+    assert entry.message == "500 Internal Server Error"
+    assert entry.error is None
+
+
+async def test_background_failure_after_error_response() -> None:
+    app, flare = build_app(storage_backend="memory")
+    assert flare is not None
+
+    def failing_job() -> None:
+        raise KeyError("order 42 vanished")
+
+    @app.get("/gone-with-cleanup")
+    async def gone_with_cleanup(tasks: BackgroundTasks) -> JSONResponse:
+        tasks.add_task(failing_job)
+        return JSONResponse({"detail": "order 42 is gone"}, status_code=410)
+
+    async with serve(app) as client:
+        response = await client.get("/gone-with-cleanup")
+    entries = await stored(flare)
+
+    assert response.status_code == 410
+    assert [entry.event for entry in entries] == [
+        "http_error_response",
+        "background_task_error",
+    ]
+    assert entries[0].message == "order 42 is gone"
+    assert entries[1].exception_type == "KeyError"
+    assert entries[1].http_status == 410

@@ -17,11 +17,12 @@ import itertools
 import logging
 import os
 import time
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .entries import RequestRecord, build_entry
+from .entries import RequestRecord, build_entry, from_background_task
 
 if TYPE_CHECKING:
     from .runtime import Flare
@@ -46,16 +47,17 @@ class Exchange:
     """What one request produced, filled in as its messages pass."""
 
     __slots__ = (
-        "started",
-        "ended",
-        "status",
-        "complete",
-        "handled_exc",
-        "request_id",
         "body",
         "body_size",
+        "complete",
+        "ended",
+        "handled_exc",
+        "handled_tb",
+        "request_id",
         "response_body",
         "response_headers",
+        "started",
+        "status",
     )
 
     def __init__(self, started: float) -> None:
@@ -64,6 +66,10 @@ class Exchange:
         self.status: int | None = None
         self.complete = False
         self.handled_exc: BaseException | None = None
+        # Starlette 1.x clears a handled exception's __traceback__ after its
+        # handler returns (starlette/_exception_handler.py), so the handler
+        # wrapper keeps the traceback here for the stack trace and fingerprint.
+        self.handled_tb: TracebackType | None = None
         self.request_id: str | None = None
         self.body: list[bytes] = []
         self.body_size = 0
@@ -117,11 +123,16 @@ class CaptureMiddleware:
 
             async def receive_wrapper() -> Message:
                 message = await receive()
-                if message["type"] == "http.request" and exchange.body_size < body_limit:
+                if (
+                    message["type"] == "http.request"
+                    and exchange.body_size < body_limit
+                ):
                     chunk = message.get("body", b"")
                     if chunk:
                         room = body_limit - exchange.body_size
-                        exchange.body.append(chunk[:room] if len(chunk) > room else chunk)
+                        exchange.body.append(
+                            chunk[:room] if len(chunk) > room else chunk
+                        )
                         exchange.body_size += min(len(chunk), room)
                 return message
 
@@ -132,12 +143,18 @@ class CaptureMiddleware:
         try:
             await self.app(scope, app_receive, send_wrapper)
         except Exception as exc:
+            if exchange.status in codes and _after_response(exchange, exc):
+                # The response was an error of its own before a background
+                # task failed, so both are stored.
+                self._capture(scope, exchange, None)
             self._capture(scope, exchange, exc)
             raise
         if exchange.status in codes:
             self._capture(scope, exchange, None)
 
-    def _add_request_id(self, message: Message, scope: Scope, exchange: Exchange) -> Message:
+    def _add_request_id(
+        self, message: Message, scope: Scope, exchange: Exchange
+    ) -> Message:
         headers = list(message.get("headers", ()))
         name = self.id_header
         for key, value in headers:
@@ -149,7 +166,9 @@ class CaptureMiddleware:
         headers.append((name, request_id.encode("latin-1")))
         return {**message, "headers": headers}
 
-    def _capture(self, scope: Scope, exchange: Exchange, raised: BaseException | None) -> None:
+    def _capture(
+        self, scope: Scope, exchange: Exchange, raised: BaseException | None
+    ) -> None:
         """Build and buffer an entry; a fault here is logged, never raised."""
         try:
             if exchange.ended is None:
@@ -157,15 +176,31 @@ class CaptureMiddleware:
             if exchange.request_id is None and self.id_header is not None:
                 exchange.request_id = _request_id_from(scope, self.id_header)
             exc = raised if raised is not None else exchange.handled_exc
-            flare = self.flare
-            if flare.should_capture(scope, exchange.status, exc) is False:
-                return
-            record = RequestRecord(scope, exchange, flare.config)
-            entry = build_entry(record, raised=raised, handled=exchange.handled_exc)
-            flare.enrich(entry, scope, exc)
-            flare.buffer.put(entry)
+            restore = raised is None and exc is not None and exc.__traceback__ is None
+            if restore:
+                exc.__traceback__ = exchange.handled_tb  # type: ignore[union-attr]
+            try:
+                self._record(scope, exchange, raised, exc)
+            finally:
+                if restore:
+                    exc.__traceback__ = None  # type: ignore[union-attr]
         except Exception:  # noqa: BLE001 - capture must never break the request
             self._log_fault()
+
+    def _record(
+        self,
+        scope: Scope,
+        exchange: Exchange,
+        raised: BaseException | None,
+        exc: BaseException | None,
+    ) -> None:
+        flare = self.flare
+        if flare.should_capture(scope, exchange.status, exc) is False:
+            return
+        record = RequestRecord(scope, exchange, flare.config)
+        entry = build_entry(record, raised=raised, handled=exchange.handled_exc)
+        flare.enrich(entry, scope, exc)
+        flare.buffer.put(entry)
 
     def _log_fault(self) -> None:
         now = time.monotonic()
@@ -178,6 +213,10 @@ class CaptureMiddleware:
             )
             self._last_fault_log = now
             self._faults_since_log = 0
+
+
+def _after_response(exchange: Exchange, exc: BaseException) -> bool:
+    return exchange.complete and from_background_task(exc)
 
 
 def _request_id_from(scope: Scope, name: bytes) -> str | None:

@@ -7,6 +7,7 @@ name raises ``FlareConfigError`` naming the option and what it accepts.
 from __future__ import annotations
 
 import difflib
+import importlib
 import ipaddress
 import os
 from collections.abc import Callable, Iterable
@@ -76,14 +77,20 @@ def _parse_status_codes(value: Any) -> frozenset[int]:
     for item in items:
         if isinstance(item, range):
             codes.update(item)
-        elif isinstance(item, str) and "-" in item:
-            low, _, high = item.partition("-")
-            codes.update(range(int(low), int(high) + 1))
         else:
-            codes.add(int(item))
+            try:
+                if isinstance(item, str) and "-" in item:
+                    low, _, high = item.partition("-")
+                    codes.update(range(int(low), int(high) + 1))
+                else:
+                    codes.add(int(item))
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"{item!r} is not a status code or a range such as '500-599'"
+                ) from None
     bad = sorted(code for code in codes if not 100 <= code <= 599)
     if bad:
-        raise ValueError(f"HTTP status codes must lie in 100-599, got {bad[:5]}")
+        raise ValueError(f"HTTP status codes must lie in 100-599, not {bad[:5]}")
     return frozenset(codes)
 
 
@@ -100,7 +107,9 @@ class FlareConfig(BaseSettings):
     # Storage
     storage_backend: str | None = Field(
         default=None,
-        description="Backend name: sqlite, redis, memory or a plugin's; unset picks one.",
+        description=(
+            "Backend name: sqlite, redis, memory or a plugin's. Unset picks one."
+        ),
     )
     redis_url: str | None = None
     redis_password: SecretStr | None = None
@@ -115,7 +124,9 @@ class FlareConfig(BaseSettings):
     # Dashboard
     dashboard_path: str = "/flare"
     dashboard_title: str = "Flare"
-    dashboard_auth_dependency: Callable[..., Any] | None = Field(default=None, exclude=True)
+    dashboard_auth_dependency: Callable[..., Any] | None = Field(
+        default=None, exclude=True
+    )
     dashboard_public: bool = False
 
     # Pipeline
@@ -125,7 +136,9 @@ class FlareConfig(BaseSettings):
     flush_timeout_seconds: float = Field(default=10, ge=0)
 
     # Capture
-    capture_status_codes: Annotated[frozenset[int], NoDecode] = frozenset(range(400, 600))
+    capture_status_codes: Annotated[frozenset[int], NoDecode] = frozenset(
+        range(400, 600)
+    )
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     request_id_header: str | None = "X-Request-ID"
     capture_request_body: bool = True
@@ -134,8 +147,12 @@ class FlareConfig(BaseSettings):
     max_stack_trace_chars: int = Field(default=65_536, ge=256)
     max_stack_frames: int = Field(default=60, ge=1)
     max_context_chars: int = Field(default=16_384, ge=256)
-    scrub_headers: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_SCRUB_HEADERS))
-    scrub_fields: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_SCRUB_FIELDS))
+    scrub_headers: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_SCRUB_HEADERS)
+    )
+    scrub_fields: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_SCRUB_FIELDS)
+    )
     scrub_messages: bool = True
 
     # Zitadel (used by flare-zitadel)
@@ -155,14 +172,18 @@ class FlareConfig(BaseSettings):
     def __init__(self, **values: Any) -> None:
         unknown = sorted(set(values) - set(type(self).model_fields))
         if unknown:
-            raise FlareConfigError(_unknown_message(unknown[0], "argument"), option=unknown[0])
+            raise FlareConfigError(
+                _unknown_message(unknown[0], "argument"), option=unknown[0]
+            )
         _reject_unknown_env()
         try:
             super().__init__(**values)
         except ValidationError as exc:
             raise _config_error(exc) from None
         except SettingsError as exc:
-            raise FlareConfigError(f"Invalid Flare environment variable: {exc}") from None
+            raise FlareConfigError(
+                f"Invalid Flare environment variable: {exc}"
+            ) from None
 
     @field_validator("capture_status_codes", mode="before")
     @classmethod
@@ -190,6 +211,14 @@ class FlareConfig(BaseSettings):
             raise ValueError("must start with '/' and name a path, such as '/flare'")
         return value.rstrip("/")
 
+    @field_validator("dashboard_auth_dependency", mode="before")
+    @classmethod
+    def _dependency(cls, value: Any) -> Any:
+        # From the environment the dependency comes as "package.module:function".
+        if isinstance(value, str):
+            return _import_object(value)
+        return value
+
     @field_validator("storage_backend")
     @classmethod
     def _backend(cls, value: str | None) -> str | None:
@@ -202,6 +231,21 @@ class FlareConfig(BaseSettings):
     @property
     def scrub_field_set(self) -> frozenset[str]:
         return frozenset(name.lower() for name in self.scrub_fields)
+
+
+def _import_object(path: str) -> Any:
+    module_name, _, attribute = path.strip().partition(":")
+    if not module_name or not attribute:
+        raise ValueError(
+            f"must be an import path such as 'myapp.auth:require_admin', got {path!r}"
+        )
+    try:
+        target: Any = importlib.import_module(module_name)
+        for name in attribute.split("."):
+            target = getattr(target, name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"cannot import {path!r}: {exc}") from None
+    return target
 
 
 def _option_names() -> list[str]:
@@ -221,7 +265,11 @@ def _reject_unknown_env() -> None:
     known = {ENV_PREFIX + name.upper() for name in FlareConfig.model_fields}
     # FLARE_TEST_* variables belong to the test suite, not to the library.
     for key in os.environ:
-        if key.startswith(ENV_PREFIX) and key not in known and not key.startswith("FLARE_TEST_"):
+        if (
+            key.startswith(ENV_PREFIX)
+            and key not in known
+            and not key.startswith("FLARE_TEST_")
+        ):
             option = key[len(ENV_PREFIX) :].lower()
             raise FlareConfigError(
                 _unknown_message(option, f"environment variable {key}"), option=option
@@ -235,10 +283,21 @@ def _config_error(exc: ValidationError) -> FlareConfigError:
         option = ".".join(str(part) for part in error["loc"]) or "?"
         first = first or option
         value = error.get("input")
-        shown = "" if option.startswith("zitadel_") or "secret" in option else f" (got {value!r})"
+        shown = "" if _may_hold_secret(option) else f" (got {value!r})"
         hint = _hint(option)
-        lines.append(f"{option}: {error['msg']}{shown}.{hint}")
+        reason = str(error["msg"]).removeprefix("Value error, ")
+        lines.append(f"{option}: {reason}{shown}.{hint}")
     return FlareConfigError("Invalid Flare option " + "; ".join(lines), option=first)
+
+
+def _may_hold_secret(option: str) -> bool:
+    """Tell whether an error message must not repeat the option's value."""
+    return (
+        option.startswith("zitadel_")
+        or "secret" in option
+        or "password" in option
+        or option == "redis_url"
+    )
 
 
 def _hint(option: str) -> str:
@@ -246,4 +305,26 @@ def _hint(option: str) -> str:
     if field is None:
         return ""
     env = ENV_PREFIX + option.split(".")[0].upper()
-    return f" Set it as an argument or as {env}; the default is {field.get_default(call_default_factory=True)!r}."
+    default = _show_default(field.get_default(call_default_factory=True))
+    return f" Set it as an argument or as {env}; the default is {default}."
+
+
+def _show_default(value: Any) -> str:
+    """Format a default for an error message, with status codes as ranges."""
+    if (
+        isinstance(value, frozenset)
+        and value
+        and all(isinstance(v, int) for v in value)
+    ):
+        codes = sorted(value)
+        ranges: list[str] = []
+        start = previous = codes[0]
+        for code in [*codes[1:], None]:
+            if code is not None and code == previous + 1:
+                previous = code
+                continue
+            ranges.append(str(start) if start == previous else f"{start}-{previous}")
+            if code is not None:
+                start = previous = code
+        return repr(",".join(ranges))
+    return repr(value)

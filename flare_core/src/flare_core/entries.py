@@ -12,14 +12,19 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
 
-from .tracebacks import exception_type_name, format_exception
+from .tracebacks import (
+    exception_summary,
+    exception_text,
+    exception_type_name,
+    format_exception,
+)
 
 if TYPE_CHECKING:
     from .capture import Exchange
     from .config import FlareConfig
     from .models import FlareLogEntry
 
-__all__ = ["RequestRecord", "build_entry", "client_ip"]
+__all__ = ["RequestRecord", "build_entry", "client_ip", "from_background_task"]
 
 _MAX_HEADERS = 64
 _TEXT_TYPES = ("json", "text/", "x-www-form-urlencoded", "xml", "graphql")
@@ -34,7 +39,7 @@ def _text(raw: bytes) -> str:
 
 
 def _clean(text: str) -> str:
-    """Drop lone surrogates, which no storage can encode."""
+    """Replace lone surrogates with backslash escapes, since no storage encodes them."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
@@ -58,7 +63,7 @@ def client_ip(scope: Scope, headers: dict[str, str], trusted: list[str]) -> str 
     trusted proxy, so a value the client wrote itself is never believed.
     """
     client = scope.get("client")
-    peer = client[0] if client else None
+    peer = str(client[0]) if client else None
     if not trusted or peer is None:
         return peer
     networks = _networks(tuple(trusted))
@@ -68,8 +73,19 @@ def client_ip(scope: Scope, headers: dict[str, str], trusted: list[str]) -> str 
     hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
     for hop in reversed(hops):
         if not _trusted(hop, networks):
-            return hop
+            # A trusted proxy appends the address of its own peer, so a hop
+            # that is no address comes from a misconfigured proxy. Use the
+            # socket peer instead.
+            return hop if _is_address(hop) else peer
     return hops[0] if hops else peer
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 class RequestRecord:
@@ -82,8 +98,10 @@ class RequestRecord:
         headers: dict[str, str] = {}
         for key, value in scope.get("headers", ())[:_MAX_HEADERS]:
             name = key.decode("latin-1").lower()
-            headers[name] = value.decode("latin-1") if name not in headers else (
-                headers[name] + ", " + value.decode("latin-1")
+            headers[name] = (
+                value.decode("latin-1")
+                if name not in headers
+                else (headers[name] + ", " + value.decode("latin-1"))
             )
         self.headers = headers
 
@@ -139,7 +157,7 @@ def build_entry(
     exc = raised if raised is not None else handled
     fields: dict[str, Any] = {}
 
-    if raised is not None and exchange.complete and _from_background_task(raised):
+    if raised is not None and exchange.complete and from_background_task(raised):
         # The response was already sent when a background task failed.
         event, level = "background_task_error", "ERROR"
         fields["context"] = {"background": True}
@@ -164,7 +182,9 @@ def build_entry(
     context["request"] = record.request_context()
 
     stack = None
-    if exc is not None and not isinstance(exc, StarletteHTTPException | RequestValidationError):
+    if exc is not None and not isinstance(
+        exc, StarletteHTTPException | RequestValidationError
+    ):
         stack = format_exception(exc, config.max_stack_frames)
 
     duration = None
@@ -189,7 +209,8 @@ def build_entry(
     )
 
 
-def _from_background_task(exc: BaseException) -> bool:
+def from_background_task(exc: BaseException) -> bool:
+    """Tell whether ``exc`` passed through a Starlette background task."""
     tb = exc.__traceback__
     while tb is not None:
         if tb.tb_frame.f_globals.get("__name__") == "starlette.background":
@@ -207,20 +228,18 @@ def _describe(
 ) -> tuple[str, str | None]:
     """Return the entry's message and error text."""
     if isinstance(exc, StarletteHTTPException):
-        detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail, default=str)
+        detail = (
+            exc.detail
+            if isinstance(exc.detail, str)
+            else json.dumps(exc.detail, default=str)
+        )
         return detail, f"HTTPException {exc.status_code}: {detail}"
     if exc is not None:
-        try:
-            text = str(exc)
-        except Exception:  # noqa: BLE001 - a broken __str__ must not break capture
-            text = ""
-        name = type(exc).__name__
-        return (text or name), f"{name}: {text}" if text else name
-    detail = _response_detail(exchange)
-    reason = _reason(status)
-    if detail:
-        return detail, detail
-    return reason, None
+        return (exception_text(exc) or type(exc).__name__), exception_summary(exc)
+    body_detail = _response_detail(exchange)
+    if body_detail:
+        return body_detail, body_detail
+    return _reason(status), None
 
 
 def _reason(status: int | None) -> str:
@@ -233,22 +252,41 @@ def _reason(status: int | None) -> str:
 
 
 def _response_detail(exchange: Exchange) -> str | None:
-    """Read ``detail`` (or ``message``/``error``) from a JSON error body."""
+    """Read ``detail`` (or ``message``/``error``) from a JSON error body.
+
+    A plain-text body is used as it is. Any other body, such as HTML or
+    binary data, gives no detail.
+    """
     chunks = exchange.response_body
     if not chunks:
         return None
     body = b"".join(chunks)
+    content_type = _response_content_type(exchange)
     try:
         parsed = json.loads(body)
     except ValueError:
-        text = _text(body).strip()
+        if content_type and not content_type.startswith("text/plain"):
+            return None
+        try:
+            text = body.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            return None
         return text[:500] if text and not text.startswith("<") else None
     if isinstance(parsed, dict):
         for key in ("detail", "message", "error"):
             value = parsed.get(key)
             if value:
-                return value if isinstance(value, str) else json.dumps(value, default=str)
+                return (
+                    value if isinstance(value, str) else json.dumps(value, default=str)
+                )
     return None
+
+
+def _response_content_type(exchange: Exchange) -> str:
+    for key, value in exchange.response_headers or ():
+        if key.lower() == b"content-type":
+            return str(value.decode("latin-1")).lower()
+    return ""
 
 
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -268,7 +306,11 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 def _validation_summary(errors: list[dict[str, Any]]) -> str:
     parts = []
     for error in errors[:10]:
-        loc = [part for part in error["loc"] if part not in ("body", "query", "path", "header")]
+        loc = [
+            part
+            for part in error["loc"]
+            if part not in ("body", "query", "path", "header")
+        ]
         where = ".".join(loc) or ".".join(error["loc"]) or "request"
         parts.append(f"{where}: {error['msg']}")
     more = f" (+{len(errors) - 10} more)" if len(errors) > 10 else ""

@@ -10,15 +10,16 @@ on shutdown flushes what is left within ``flush_timeout_seconds``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from .errors import StorageError
 from .models import FlareLogEntry
 from .storage import Storage
 
@@ -43,6 +44,7 @@ class EntryBuffer:
         self._lock = threading.Lock()
         self._wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._last_drop_log = -60.0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -52,14 +54,29 @@ class EntryBuffer:
         self._wakeup = wakeup
 
     def put(self, entry: FlareLogEntry) -> None:
+        dropped = False
         with self._lock:
             if len(self._items) >= self.maxsize:
                 self._items.popleft()
                 self.dropped += 1
+                dropped = True
             self._items.append(entry)
             full = len(self._items) >= self.batch_size
+        if dropped:
+            self._log_drop()
         if full:
             self._wake()
+
+    def _log_drop(self) -> None:
+        now = time.monotonic()
+        if now - self._last_drop_log >= 60:
+            self._last_drop_log = now
+            logger.warning(
+                "Flare buffer is full (%d entries), so the oldest entry was dropped; "
+                "%d dropped so far (logged once a minute)",
+                self.maxsize,
+                self.dropped,
+            )
 
     def take(self, count: int) -> list[FlareLogEntry]:
         with self._lock:
@@ -73,9 +90,12 @@ class EntryBuffer:
         """
         with self._lock:
             self._items.extendleft(reversed(entries))
-            while len(self._items) > self.maxsize:
+            overflow = max(0, len(self._items) - self.maxsize)
+            for _ in range(overflow):
                 self._items.popleft()
-                self.dropped += 1
+            self.dropped += overflow
+        if overflow:
+            self._log_drop()
 
     def _wake(self) -> None:
         wakeup, loop = self._wakeup, self._loop
@@ -133,7 +153,7 @@ class Worker:
         self._task = asyncio.create_task(self._run(), name="flare-worker")
 
     async def stop(self, timeout: float) -> None:
-        """Stop the loop, then flush what is buffered for at most ``timeout`` seconds."""
+        """Stop the loop, then flush the buffer for at most ``timeout`` seconds."""
         self._stopping = True
         self._wakeup.set()
         if self._task is not None:
@@ -142,13 +162,20 @@ class Worker:
             except (TimeoutError, asyncio.CancelledError):
                 self._task.cancel()
                 await asyncio.gather(self._task, return_exceptions=True)
+        reason = self.last_error or "the storage never started"
         if self.storage_ready and len(self.buffer):
             try:
                 await asyncio.wait_for(self.flush(), timeout=max(timeout, 0.1))
-            except (TimeoutError, StorageError, OSError) as exc:
-                logger.warning(
-                    "Flare shut down with %d entries unwritten: %s", len(self.buffer), exc
-                )
+            except TimeoutError:
+                reason = f"the flush timed out after {max(timeout, 0.1)} s"
+            else:
+                reason = self.last_error or reason
+        if len(self.buffer):
+            logger.warning(
+                "Flare shut down with %d entries unwritten: %s",
+                len(self.buffer),
+                reason,
+            )
 
     async def _run(self) -> None:
         while not self._stopping:
@@ -157,20 +184,19 @@ class Worker:
                 if not self.storage_ready:
                     await self._sleep(self._backoff())
                     continue
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout=self.interval)
-            except TimeoutError:
-                pass
+            # The backoff sleep consumes wake-ups, so after a failure, or with a
+            # full batch already waiting, write at once instead of waiting.
+            if not self._failures and len(self.buffer) < self.batch_size:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), timeout=self.interval)
             self._wakeup.clear()
             await self.cycle()
             if self._failures:
                 await self._sleep(self._backoff())
 
     async def _sleep(self, seconds: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop_requested(), timeout=seconds)
-        except TimeoutError:
-            pass
 
     async def _stop_requested(self) -> None:
         while not self._stopping:
@@ -178,7 +204,7 @@ class Worker:
             self._wakeup.clear()
 
     def _backoff(self) -> float:
-        return min(_MAX_BACKOFF_SECONDS, 0.5 * 2 ** min(self._failures, 8))
+        return min(_MAX_BACKOFF_SECONDS, 0.5 * 2.0 ** min(self._failures, 8))
 
     async def _start_storage(self) -> None:
         try:
@@ -208,6 +234,9 @@ class Worker:
                 self.buffer.restore(batch)
                 raise
             except Exception as exc:  # noqa: BLE001 - the batch is kept for the retry
+                # NOTE: every failure is retried, so an entry that a backend can
+                # never write blocks all writes until newer entries push it out
+                # of the full buffer.
                 self.buffer.restore(batch)
                 self._failed("write", exc)
                 return False
@@ -250,5 +279,5 @@ class Worker:
 async def _close_quietly(storage: Storage) -> None:
     try:
         await storage.close()
-    except Exception:  # noqa: BLE001 - closing a storage that failed to start
+    except Exception:
         logger.debug("closing a storage that failed to start raised", exc_info=True)

@@ -23,7 +23,8 @@ def _runtime(config: FlareConfig | Flare) -> Flare:
     if runtime is None:
         raise FlareSetupError(
             "push_log() got a FlareConfig that no app was set up with; "
-            "pass the config given to setup(app, config=...) or the object setup() returned"
+            "pass the config given to setup(app, config=...) or the object "
+            "setup() returned"
         )
     return runtime  # type: ignore[no-any-return]
 
@@ -50,10 +51,10 @@ def push_log_sync(
         level=level, event=event, message=message, context=dict(context or {}), **fields
     )
     if exc is not None:
-        from .tracebacks import exception_type_name, format_exception
+        from .tracebacks import exception_summary, exception_type_name, format_exception
 
         entry.exception_type = entry.exception_type or exception_type_name(exc)
-        entry.error = entry.error or f"{type(exc).__name__}: {exc}"
+        entry.error = entry.error or exception_summary(exc)
         entry.stack_trace = entry.stack_trace or format_exception(
             exc, flare.config.max_stack_frames
         )
@@ -74,5 +75,11 @@ async def push_log(
 ) -> FlareLogEntry:
     """Buffer a manual entry from async code; it never waits for storage."""
     return push_log_sync(
-        config, level=level, event=event, message=message, context=context, exc=exc, **fields
+        config,
+        level=level,
+        event=event,
+        message=message,
+        context=context,
+        exc=exc,
+        **fields,
     )

@@ -62,10 +62,12 @@ class Flare:
             retention=timedelta(hours=config.retention_hours),
             notify=self._entries_stored,
         )
-        self.auth = config.dashboard_auth_dependency or self.pm.hook.flare_dashboard_auth(
-            config=config
+        self.auth = (
+            config.dashboard_auth_dependency
+            or self.pm.hook.flare_dashboard_auth(config=config)
         )
         self._enrichers = self._plugin_calls("flare_enrich_entry")
+        self._vetoes = self._plugin_calls("flare_should_capture")
         self._last_plugin_log: dict[str, float] = {}
         config._runtime = self
 
@@ -102,7 +104,9 @@ class Flare:
             "Set storage_backend='memory' to keep entries in process for tests."
         )
 
-    def _plugin_calls(self, hook_name: str) -> list[tuple[str, Callable[..., Any], list[str]]]:
+    def _plugin_calls(
+        self, hook_name: str
+    ) -> list[tuple[str, Callable[..., Any], list[str]]]:
         """List a hook's implementations in call order, for calling one by one."""
         caller = getattr(self.pm.hook, hook_name)
         calls = []
@@ -115,16 +119,25 @@ class Flare:
     def should_capture(
         self, scope: Scope, status_code: int | None, exc: BaseException | None
     ) -> bool | None:
-        try:
-            result: bool | None = self.pm.hook.flare_should_capture(
-                scope=scope, status_code=status_code, exc=exc
-            )
-        except Exception:  # noqa: BLE001 - a failing veto plugin must not lose the entry
-            self._plugin_failed("flare_should_capture", "?")
-            return None
-        return result
+        """Call each veto plugin in turn and return the first True or False result.
 
-    def enrich(self, entry: FlareLogEntry, scope: Scope | None, exc: BaseException | None) -> None:
+        A plugin that raises is logged and skipped, so it neither loses the
+        entry nor hides the results of the plugins after it.
+        """
+        args = {"scope": scope, "status_code": status_code, "exc": exc}
+        for name, function, argnames in self._vetoes:
+            try:
+                result = function(*[args[arg] for arg in argnames])
+            except Exception:  # noqa: BLE001 - isolate plugins from each other
+                self._plugin_failed("flare_should_capture", name)
+                continue
+            if result is not None:
+                return bool(result)
+        return None
+
+    def enrich(
+        self, entry: FlareLogEntry, scope: Scope | None, exc: BaseException | None
+    ) -> None:
         """Run every enrichment plugin; one that raises is logged and skipped."""
         args = {"entry": entry, "scope": scope, "exc": exc, "config": self.config}
         for name, function, argnames in self._enrichers:
@@ -138,7 +151,11 @@ class Flare:
         key = f"{hook}:{plugin}"
         if now - self._last_plugin_log.get(key, -60.0) >= 60:
             self._last_plugin_log[key] = now
-            logger.exception("Flare plugin %r failed in %s; skipped (logged once a minute)", plugin, hook)
+            logger.exception(
+                "Flare plugin %r failed in %s; skipped (logged once a minute)",
+                plugin,
+                hook,
+            )
 
     # Worker side ----------------------------------------------------------
 
@@ -153,7 +170,11 @@ class Flare:
                 self._plugin_failed("flare_entries_stored", name)
 
     async def start(self) -> None:
-        """Start the worker; with ``storage_strict_startup``, fail if storage cannot start."""
+        """Start the worker, after starting the storage when it must start at once.
+
+        With ``storage_strict_startup``, a storage that cannot start raises here
+        and so fails the app's startup.
+        """
         if self.config.storage_strict_startup:
             await self.storage.start()
             self.worker.storage_ready = True
@@ -163,8 +184,10 @@ class Flare:
         await self.worker.stop(self.config.flush_timeout_seconds)
         try:
             await self.storage.close()
-        except Exception:  # noqa: BLE001 - shutdown goes on
-            logger.warning("Flare storage %r failed to close", self.backend, exc_info=True)
+        except Exception:
+            logger.warning(
+                "Flare storage %r failed to close", self.backend, exc_info=True
+            )
         self.worker.storage_ready = False
 
     async def stats(self) -> Stats:
@@ -193,7 +216,11 @@ class Flare:
         _wrap_middleware_stack(app, self)
         _wrap_lifespan(app, self)
         self.pm.hook.flare_mount(
-            app=app, config=self.config, storage=self.storage, auth=self.auth, flare=self
+            app=app,
+            config=self.config,
+            storage=self.storage,
+            auth=self.auth,
+            flare=self,
         )
 
 
@@ -202,17 +229,22 @@ def setup(
     config: FlareConfig | None = None,
     *,
     plugins: Iterable[Any] = (),
+    load_entry_points: bool = True,
     **options: Any,
 ) -> Flare:
     """Attach Flare to ``app`` and return the runtime.
 
     ``options`` are ``FlareConfig`` fields, for example ``redis_url=...``;
-    they may not be combined with ``config``. Calling ``setup`` twice on one
-    app returns the first runtime and starts nothing new.
+    they may not be combined with ``config``. With ``load_entry_points=False``
+    only core's own plugins and ``plugins`` are used, not the installed
+    ``flare`` entry points. Calling ``setup`` twice on one app returns the
+    first runtime and starts nothing new.
     """
     existing = getattr(app.state, "flare", None)
     if isinstance(existing, Flare):
-        logger.warning("setup() was called again for the same app; keeping the first Flare")
+        logger.warning(
+            "setup() was called again for the same app; keeping the first Flare"
+        )
         return existing
     if config is not None and options:
         raise FlareSetupError(
@@ -220,7 +252,7 @@ def setup(
             "put the options into FlareConfig(...) instead"
         )
     config = config if config is not None else FlareConfig(**options)
-    flare = Flare(config, list(plugins))
+    flare = Flare(config, list(plugins), load_entry_points=load_entry_points)
     app.state.flare = flare
     flare.install(app)
     return flare
@@ -252,6 +284,7 @@ def _noting_handler(handler: Callable[..., Any]) -> Callable[..., Any]:
         exchange = request.scope.get(EXCHANGE_KEY)
         if exchange is not None:
             exchange.handled_exc = exc
+            exchange.handled_tb = exc.__traceback__
 
     if is_async_callable(handler):
 
@@ -271,9 +304,9 @@ def _noting_handler(handler: Callable[..., Any]) -> Callable[..., Any]:
 def is_async_callable(target: Any) -> bool:
     while isinstance(target, functools.partial):
         target = target.func
-    return inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
-        getattr(target, "__call__", None)
-    )
+    if inspect.iscoroutinefunction(target):
+        return True
+    return callable(target) and inspect.iscoroutinefunction(target.__call__)
 
 
 def _wrap_lifespan(app: FastAPI, flare: Flare) -> None:
@@ -290,4 +323,3 @@ def _wrap_lifespan(app: FastAPI, flare: Flare) -> None:
             await flare.stop()
 
     app.router.lifespan_context = lifespan_with_flare
-

@@ -18,16 +18,23 @@ from urllib.parse import parse_qsl, urlencode
 from .config import FlareConfig
 from .models import FlareLogEntry
 
-__all__ = ["FILTERED", "Scrubber", "truncate_text"]
+__all__ = ["FILTERED", "Scrubber", "encode_safely", "truncate_text"]
 
 FILTERED = "[Filtered]"
+# Shorter secret values are filtered under their key but not searched for
+# elsewhere in the entry, because replacing "123" everywhere corrupts text.
 _MIN_SECRET_LEN = 4
 
-# "key=value", "key: value" and '"key": "value"' inside free text.
-_PAIR = re.compile(
-    r"""(?P<key>["']?(?P<name>[A-Za-z][\w.-]{1,40})["']?\s*[:=]\s*)"""
-    r"""(?P<value>"[^"]*"|'[^']*'|[^\s&,;'"]+)"""
+# "key=value", "key: value" and '"key": "value"' inside free text. Keys and
+# values are matched separately, so that the value of a harmless key never
+# hides a pair inside it, as in "failed: password=xyz". An unquoted value may
+# start with an auth scheme, as in "Authorization: Bearer x".
+_KEY = re.compile(r"""["']?(?P<name>[A-Za-z][\w.-]{1,40})["']?\s*[:=]\s*""")
+_VALUE = re.compile(
+    r""""[^"]*"|'[^']*'|(?i:(?:Bearer|Basic|Token|Digest)\s+)?[^\s&,;'"]+"""
 )
+_AUTH_SCHEMES = frozenset({"bearer", "basic", "token", "digest"})
+_COOKIE_HEADERS = frozenset({"cookie", "set-cookie"})
 _BEARER = re.compile(r"\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]{6,}", re.IGNORECASE)
 
 
@@ -78,27 +85,38 @@ class Scrubber:
         if entry.endpoint:
             entry.endpoint = truncate_text(entry.endpoint, 2048)
         entry.context = _limit_context(entry.context, config.max_context_chars)
+        encode_safely(entry)
 
     def scrub_text(self, text: str, found: Iterable[str] = ()) -> str:
-        def pair(match: re.Match[str]) -> str:
-            if match.group("name").lower() in self.fields:
-                value = match.group("value")
-                quote = value[0] if value[:1] in "'\"" else ""
-                return f"{match.group('key')}{quote}{FILTERED}{quote}"
-            return match.group(0)
-
-        text = _PAIR.sub(pair, text)
+        text = self._scrub_pairs(text)
         text = _BEARER.sub(lambda m: f"{m.group(1)} {FILTERED}", text)
         for secret in sorted(found, key=len, reverse=True):
             text = text.replace(secret, FILTERED)
         return text
 
+    def _scrub_pairs(self, text: str) -> str:
+        parts: list[str] = []
+        done = 0
+        for key in _KEY.finditer(text):
+            if key.start() < done or key.group("name").lower() not in self.fields:
+                continue
+            value = _VALUE.match(text, key.end())
+            if value is None:
+                continue
+            quote = value.group(0)[0] if value.group(0)[:1] in "'\"" else ""
+            parts.append(text[done : key.end()])
+            parts.append(f"{quote}{FILTERED}{quote}")
+            done = value.end()
+        parts.append(text[done:])
+        return "".join(parts)
+
     def _scrub_request(self, request: dict[str, Any], found: set[str]) -> None:
         headers = request.get("headers")
         if isinstance(headers, dict):
             for name in list(headers):
-                if name.lower() in self.headers:
-                    self._remember(str(headers[name]), found)
+                lowered = name.lower()
+                if lowered in self.headers or lowered in self.fields:
+                    self._remember(lowered, str(headers[name]), found)
                     headers[name] = FILTERED
         query = request.get("query_string")
         if isinstance(query, str) and query:
@@ -107,11 +125,28 @@ class Scrubber:
         if isinstance(body, str) and body:
             request["body"] = self._scrub_body(body, request, found)
 
-    def _remember(self, value: str, found: set[str]) -> None:
-        # A header such as "Bearer abc" or "a=1; session=xyz" holds several
-        # secret parts; remember each so that copies elsewhere are removed.
-        for part in re.split(r"[\s;,=]+", value):
-            if len(part) >= _MIN_SECRET_LEN and part.lower() not in ("bearer", "basic"):
+    def _remember(self, header: str, value: str, found: set[str]) -> None:
+        """Note the secret parts of a header value, so copies elsewhere are removed.
+
+        Only values are secret. The cookie names of "a=1; session=xyz" and the
+        scheme of "Bearer abc" are ordinary words that must stay readable.
+        """
+        if header in _COOKIE_HEADERS:
+            # Repeated Cookie headers arrive joined by ", ", and cookie values
+            # never contain a comma or a semicolon.
+            pairs = re.split(r"[;,]", value)
+            parts = [pair.partition("=")[2] for pair in pairs]
+        else:
+            # A repeated header arrives joined by ", ", as "Bearer a, Bearer b".
+            parts = []
+            for item in value.split(","):
+                words = item.split()
+                if len(words) > 1 and words[0].lower() in _AUTH_SCHEMES:
+                    words = words[1:]
+                parts.extend(words)
+        for part in parts:
+            part = part.strip().strip('"')
+            if len(part) >= _MIN_SECRET_LEN:
                 found.add(part)
 
     def _scrub_query(self, query: str, found: set[str]) -> str:
@@ -156,7 +191,10 @@ class Scrubber:
 
     def _replace_everywhere(self, value: Any, found: set[str]) -> Any:
         if isinstance(value, dict):
-            return {key: self._replace_everywhere(item, found) for key, item in value.items()}
+            return {
+                key: self._replace_everywhere(item, found)
+                for key, item in value.items()
+            }
         if isinstance(value, list):
             return [self._replace_everywhere(item, found) for item in value]
         if isinstance(value, str):
@@ -164,6 +202,53 @@ class Scrubber:
                 if secret in value:
                     value = value.replace(secret, FILTERED)
         return value
+
+
+_TEXT_FIELDS = (
+    "message",
+    "error",
+    "stack_trace",
+    "endpoint",
+    "route",
+    "exception_type",
+    "event",
+    "request_id",
+    "http_method",
+    "ip_address",
+    "fingerprint",
+)
+
+
+def encode_safely(entry: FlareLogEntry) -> None:
+    """Replace lone surrogates in every text of ``entry``.
+
+    A message such as that of an OSError for a file name decoded with
+    "surrogateescape" contains them, and no UTF-8 encoder accepts them, so a
+    backend would fail to write the entry and retry its batch forever.
+    """
+    for name in _TEXT_FIELDS:
+        value = getattr(entry, name)
+        if isinstance(value, str):
+            setattr(entry, name, _utf8_text(value))
+    entry.context = _utf8_value(entry.context)
+
+
+def _utf8_text(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _utf8_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return _utf8_text(value)
+    if isinstance(value, dict):
+        return {_utf8_value(key): _utf8_value(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_utf8_value(item) for item in value]
+    return value
 
 
 def _limit_context(context: dict[str, Any], limit: int) -> dict[str, Any]:
@@ -184,7 +269,9 @@ def _limit_context(context: dict[str, Any], limit: int) -> dict[str, Any]:
 def _needs_roundtrip(value: Any) -> bool:
     """Tell whether ``value`` holds anything JSON would change (objects, tuples)."""
     if isinstance(value, dict):
-        return any(not isinstance(k, str) or _needs_roundtrip(v) for k, v in value.items())
+        return any(
+            not isinstance(k, str) or _needs_roundtrip(v) for k, v in value.items()
+        )
     if isinstance(value, list):
         return any(_needs_roundtrip(item) for item in value)
     return not isinstance(value, str | int | float | bool | type(None))

@@ -13,6 +13,8 @@ import re
 from types import TracebackType
 
 __all__ = [
+    "exception_summary",
+    "exception_text",
     "exception_type_name",
     "fingerprint_exception",
     "fingerprint_parts",
@@ -28,15 +30,32 @@ _MAX_CHAIN = 8
 # one fault: quoted values, UUIDs, hex ids, e-mail addresses and numbers.
 _VARIABLE_PARTS = [
     (re.compile(r"'[^']*'|\"[^\"]*\""), "<str>"),
-    (re.compile(r"\b[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}\b"), "<uuid>"),
+    (
+        re.compile(
+            r"\b[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}\b"
+        ),
+        "<uuid>",
+    ),
     (re.compile(r"\b(?:0x)?(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{8,}\b"), "<hex>"),
     (re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b"), "<email>"),
     (re.compile(r"\d+(?:\.\d+)?"), "<n>"),
 ]
-# Path segments that are ids: numbers, UUIDs and long hex or mixed tokens.
-_ID_SEGMENT = re.compile(
-    r"^(?:\d+|[0-9a-fA-F-]{16,}|(?=.*\d)[A-Za-z0-9_-]{20,})$"
+# Top-level packages whose frames a fingerprint skips when the app has frames.
+_FRAMEWORK_PACKAGES = frozenset(
+    {
+        "anyio",
+        "asyncio",
+        "concurrent",
+        "contextlib",
+        "fastapi",
+        "flare_core",
+        "starlette",
+        "threading",
+        "uvicorn",
+    }
 )
+# Path segments that are ids: numbers, UUIDs and long hex or mixed tokens.
+_ID_SEGMENT = re.compile(r"^(?:\d+|[0-9a-fA-F-]{16,}|(?=.*\d)[A-Za-z0-9_-]{20,})$")
 
 
 def exception_type_name(exc: BaseException) -> str:
@@ -47,12 +66,24 @@ def exception_type_name(exc: BaseException) -> str:
     return f"{module}.{cls.__qualname__}"
 
 
+def exception_text(exc: BaseException) -> str:
+    """Return ``str(exc)``, or "" when the exception's ``__str__`` raises."""
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not break capture
+        return ""
+
+
+def exception_summary(exc: BaseException) -> str:
+    """Return "Name: text" like the interpreter's last traceback line, or "Name"."""
+    name = type(exc).__name__
+    text = exception_text(exc)
+    return f"{name}: {text}" if text else name
+
+
 def _exception_line(exc: BaseException) -> str:
     name = exception_type_name(exc)
-    try:
-        text = str(exc)
-    except Exception:  # noqa: BLE001 - a broken __str__ must not break capture
-        text = "<exception str() failed>"
+    text = exception_text(exc)
     return f"{name}: {text}" if text else name
 
 
@@ -73,7 +104,9 @@ def _frames(tb: TracebackType | None, max_frames: int) -> tuple[list[str], int]:
         code = item.tb_frame.f_code
         lineno = item.tb_lineno
         lines.append(f'  File "{code.co_filename}", line {lineno}, in {code.co_name}\n')
-        source = linecache.getline(code.co_filename, lineno, item.tb_frame.f_globals).strip()
+        source = linecache.getline(
+            code.co_filename, lineno, item.tb_frame.f_globals
+        ).strip()
         if source:
             lines.append(f"    {source}\n")
         if skipped and index == max_frames // 3 - 1:
@@ -130,15 +163,23 @@ def fingerprint_exception(exc: BaseException, frames: int = 6) -> str:
     """Hash the exception type and its innermost frames' module and function.
 
     Line numbers are left out, so editing unrelated lines above the fault
-    keeps the group; a different call site or exception type splits it.
+    keeps the group, while a different call site or exception type splits it.
+    Frames of the server, the framework and Flare are left out whenever the
+    app has frames of its own, so upgrading FastAPI keeps the groups too.
     """
     tb = exc.__traceback__
     names = []
+    app_names = []
     while tb is not None:
         frame = tb.tb_frame
-        module = frame.f_globals.get("__name__", "?")
-        names.append(f"{module}:{frame.f_code.co_qualname}")
+        module = str(frame.f_globals.get("__name__", "?"))
+        name = f"{module}:{frame.f_code.co_qualname}"
+        names.append(name)
+        if module.partition(".")[0] not in _FRAMEWORK_PACKAGES:
+            app_names.append(name)
         tb = tb.tb_next
     if not names:
-        return fingerprint_parts("exc", exception_type_name(exc), normalize_message(str(exc)))
-    return fingerprint_parts("exc", exception_type_name(exc), *names[-frames:])
+        message = normalize_message(exception_text(exc))
+        return fingerprint_parts("exc", exception_type_name(exc), message)
+    chosen = app_names or names
+    return fingerprint_parts("exc", exception_type_name(exc), *chosen[-frames:])

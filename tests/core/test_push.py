@@ -1,0 +1,119 @@
+"""Manual entries from async code, ``def`` endpoints and plain threads."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from fastapi import FastAPI
+
+from flare_core import (
+    Flare,
+    FlareConfig,
+    FlareSetupError,
+    push_log,
+    push_log_sync,
+    setup,
+)
+
+from .helpers import serve, stored
+
+
+def _build() -> tuple[FastAPI, Flare]:
+    app = FastAPI()
+    config = FlareConfig(storage_backend="memory")
+
+    @app.get("/async-push")
+    async def async_push() -> str:
+        await push_log(config, level="WARNING", event="quota", message="quota at 91%")
+        return "pushed"
+
+    @app.get("/sync-push")
+    def sync_push() -> str:
+        push_log_sync(config, event="export", message="export failed", http_status=502)
+        return "pushed"
+
+    flare = setup(app, config, load_entry_points=False)
+    return app, flare
+
+
+async def test_push_log_from_async_endpoint() -> None:
+    app, flare = _build()
+    async with serve(app) as client:
+        response = await client.get("/async-push")
+    (entry,) = await stored(flare)
+
+    assert response.json() == "pushed"
+    assert (entry.level, entry.event, entry.message) == (
+        "WARNING",
+        "quota",
+        "quota at 91%",
+    )
+    assert entry.fingerprint is not None
+    assert entry.context == {}
+
+
+async def test_push_log_sync_from_def_endpoint() -> None:
+    app, flare = _build()
+    async with serve(app) as client:
+        response = await client.get("/sync-push")
+    (entry,) = await stored(flare)
+
+    assert response.json() == "pushed"
+    assert (entry.level, entry.event, entry.message) == (
+        "ERROR",
+        "export",
+        "export failed",
+    )
+    assert entry.http_status == 502
+
+
+async def test_push_log_sync_from_thread() -> None:
+    app, flare = _build()
+    async with serve(app):
+        threads = [
+            threading.Thread(
+                target=push_log_sync,
+                args=(flare,),
+                kwargs={"event": "thread", "message": f"thread {number}"},
+            )
+            for number in range(8)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=10)
+    entries = await stored(flare)
+
+    assert sorted(entry.message for entry in entries) == [
+        f"thread {n}" for n in range(8)
+    ]
+
+
+async def test_push_log_with_exception() -> None:
+    app, flare = _build()
+    async with serve(app):
+        try:
+            int("seven")
+        except ValueError as exc:
+            await push_log(flare, event="import", message="row skipped", exc=exc)
+    (entry,) = await stored(flare)
+
+    assert entry.exception_type == "ValueError"
+    assert entry.error == "ValueError: invalid literal for int() with base 10: 'seven'"
+    assert entry.stack_trace is not None
+    assert "in test_push_log_with_exception" in entry.stack_trace
+
+
+def test_push_log_unattached_config() -> None:
+    config = FlareConfig(storage_backend="memory")
+
+    with pytest.raises(FlareSetupError, match="no app was set up"):
+        push_log_sync(config, event="job", message="lost")
+
+
+def test_push_log_before_start_buffers() -> None:
+    _, flare = _build()
+    push_log_sync(flare, event="early", message="before the worker started")
+
+    assert len(flare.buffer) == 1
