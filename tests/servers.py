@@ -35,11 +35,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout: float = 15.0, process: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_port(
+    port: int, timeout: float = 15.0, process: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"server on port {port} exited with {process.returncode}")
+            raise RuntimeError(
+                f"server on port {port} exited with {process.returncode}"
+            )
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return
@@ -51,7 +55,9 @@ def wait_for_port(port: int, timeout: float = 15.0, process: subprocess.Popen[by
 class RedisServer:
     """A private redis-server on a free loopback port, with no persistence."""
 
-    def __init__(self, port: int | None = None, extra_args: list[str] | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, extra_args: list[str] | None = None
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             missing("redis-server is not installed (apt-get install redis-server)")
@@ -67,10 +73,22 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         args = [
-            self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", self.dir, *self.extra_args,
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            self.dir,
+            *self.extra_args,
         ]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         wait_for_port(self.port, process=self.process)
         return self
 
@@ -108,7 +126,9 @@ class UvicornServer:
         self.cwd = str(cwd) if cwd else None
         self.workers = workers
         self.extra_args = extra_args or []
-        self.log_path = log_path or Path(tempfile.mkstemp(prefix="uvicorn-", suffix=".log")[1])
+        self.log_path = log_path or Path(
+            tempfile.mkstemp(prefix="uvicorn-", suffix=".log")[1]
+        )
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -117,8 +137,17 @@ class UvicornServer:
 
     def start(self, timeout: float = 30.0) -> UvicornServer:
         args = [
-            sys.executable, "-m", "uvicorn", self.app, "--host", "127.0.0.1",
-            "--port", str(self.port), "--workers", str(self.workers), *self.extra_args,
+            sys.executable,
+            "-m",
+            "uvicorn",
+            self.app,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+            *self.extra_args,
         ]
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
@@ -126,9 +155,11 @@ class UvicornServer:
         )
         try:
             wait_for_port(self.port, timeout, self.process)
-        except Exception:
+        except (RuntimeError, TimeoutError):
             self.stop()
-            raise RuntimeError(f"uvicorn {self.app} failed to start:\n{self.logs()}") from None
+            raise RuntimeError(
+                f"uvicorn {self.app} failed to start:\n{self.logs()}"
+            ) from None
         return self
 
     def stop(self, timeout: float = 20.0) -> int | None:
@@ -148,4 +179,6 @@ class UvicornServer:
         return code
 
     def logs(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return (
+            self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        )

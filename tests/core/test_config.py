@@ -63,6 +63,8 @@ ENV_SAMPLES: dict[str, tuple[str, Any]] = {
     "zitadel_issuer": ("https://auth.example.com", "https://auth.example.com"),
     "zitadel_leeway_seconds": ("5", 5.0),
     "zitadel_jwks_ttl_seconds": ("60", 60.0),
+    "zitadel_jwks_refresh_cooldown_seconds": ("5", 5.0),
+    "zitadel_session_max_age_seconds": ("600", 600),
     "zitadel_session_secret": ("s" * 32, "s" * 32),
     "zitadel_client_secret": ("cs-1", "cs-1"),
 }

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import JSONResponse
-from flare_core.enrich import compute_fingerprint
 
 from flare_core import Flare, FlareLogEntry, push_log, setup
+from flare_core.enrich import compute_fingerprint
 
 from .helpers import serve, stored
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from flare_core.pipeline import EntryBuffer
 
 from flare_core import (
     Flare,
@@ -20,6 +19,7 @@ from flare_core import (
     push_log,
     setup,
 )
+from flare_core.pipeline import EntryBuffer
 
 from .helpers import serve
 
@@ -300,3 +300,72 @@ async def test_storage_down_at_shutdown_logged(
     assert storage.entries == []
     assert "shut down with 1 entries unwritten" in caplog.text
     assert "connection refused" in caplog.text
+
+
+class PickyStorage(MemoryStorage):
+    """Memory storage that can never write an entry whose message is "poison"."""
+
+    name = "picky"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attempts = 0
+
+    async def write_batch(self, entries: Sequence[FlareLogEntry]) -> None:
+        self.attempts += 1
+        if any(entry.message == "poison" for entry in entries):
+            raise ValueError("cannot encode this entry")
+        await super().write_batch(entries)
+
+
+async def test_rejected_entry_does_not_block(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    storage = PickyStorage()
+    app, flare = _build(storage, worker_interval_seconds=3600, worker_batch_size=10)
+    with caplog.at_level(logging.WARNING, logger="flare_core.pipeline"):
+        async with serve(app):
+            await _until(lambda: flare.worker.storage_ready)
+            for message in ["first", "poison", "second"]:
+                await push_log(flare, event="job", message=message)
+            assert await flare.worker.flush() is True
+            await push_log(flare, event="job", message="third")
+            assert await flare.worker.flush() is True
+    rejected = [r for r in caplog.records if "rejected entry" in r.getMessage()]
+
+    assert [entry.message for entry in storage.entries] == ["first", "second", "third"]
+    assert flare.worker.rejected == 1
+    assert flare.health()["rejected"] == 1
+    assert len(rejected) == 1
+    assert "cannot encode this entry" in rejected[0].getMessage()
+
+
+class BrokenStorage(FlakyStorage):
+    """Memory storage whose first ``failures`` writes raise a plain ``OSError``."""
+
+    name = "broken"
+
+    async def write_batch(self, entries: Sequence[FlareLogEntry]) -> None:
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            raise OSError("disk I/O error")
+        await MemoryStorage.write_batch(self, entries)
+
+
+async def test_outage_keeps_whole_batch() -> None:
+    storage = BrokenStorage(failures=3)
+    app, flare = _build(storage, worker_interval_seconds=3600, worker_batch_size=10)
+    async with serve(app):
+        await _until(lambda: flare.worker.storage_ready)
+        for number in range(4):
+            await push_log(flare, event="job", message=f"job {number}")
+        assert await flare.worker.flush() is False
+        kept = len(flare.buffer)
+        assert await flare.worker.flush() is True
+
+    assert kept == 4
+    assert storage.attempts == 4
+    assert flare.worker.rejected == 0
+    assert [entry.message for entry in storage.entries] == [
+        f"job {n}" for n in range(4)
+    ]

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI, Request
-from flare_core.scrub import FILTERED, Scrubber
 
 from flare_core import Flare, FlareConfig, FlareLogEntry, hookimpl, push_log, setup
+from flare_core.scrub import FILTERED, Scrubber
 
 from .helpers import serve, stored
 

@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 import pytest
 from fastapi import HTTPException, Request
-from flare_dashboard.plugin import flare_should_capture
 
 from flare_core import MemoryStorage, StorageUnavailable, hookimpl
 from flare_dashboard import CONTENT_SECURITY_POLICY
+from flare_dashboard.plugin import flare_should_capture
 from tests.dashboard.conftest import BACKENDS, Dashboard, entry
 from tests.servers import RedisServer
 

@@ -47,7 +47,9 @@ def test_demo_app_stores_errors(
         cwd=ROOT,
         env={"FLARE_SQLITE_PATH": str(database), "PYTHONPATH": str(ROOT)},
     )
-    with httpx.Client(base_url=server.url, timeout=10, headers={"Connection": "close"}) as client:
+    with httpx.Client(
+        base_url=server.url, timeout=10, headers={"Connection": "close"}
+    ) as client:
         assert client.get("/").status_code == 200
         assert client.get("/boom").status_code == 500
         assert client.get("/items/999").status_code == 404
@@ -63,7 +65,10 @@ def test_demo_app_stores_errors(
     assert error.ip_address == "127.0.0.1"
     assert error.duration_ms is not None
     assert error.stack_trace is not None
-    assert 'in boom\n    raise RuntimeError("Something exploded in /boom")' in error.stack_trace
+    assert (
+        'in boom\n    raise RuntimeError("Something exploded in /boom")'
+        in error.stack_trace
+    )
 
     warning = entries["http_exception"]
     assert warning.level == "WARNING"
@@ -81,7 +86,9 @@ def test_demo_app_other_routes(
         cwd=ROOT,
         env={"FLARE_SQLITE_PATH": str(database), "PYTHONPATH": str(ROOT)},
     )
-    with httpx.Client(base_url=server.url, timeout=10, headers={"Connection": "close"}) as client:
+    with httpx.Client(
+        base_url=server.url, timeout=10, headers={"Connection": "close"}
+    ) as client:
         assert client.post("/orders", json={"qty": "many"}).status_code == 422
         assert client.get("/sync-fail").status_code == 500
         assert client.post("/payments/pay_42/decline").json() == {"logged": True}

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from flare_core.testing import StorageContract
 
 from flare_core import FlareConfig
+from flare_core.testing import StorageContract
 from flare_redis import RedisStorage
 
 

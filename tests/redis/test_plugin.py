@@ -5,11 +5,11 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 
 import pytest
-from flare_redis._client import _check_version, redacted
-from flare_redis._keys import Keys, hash_tag, redis_key
 
 from flare_core import FlareConfig, FlareConfigError, StorageError
 from flare_redis import RedisStorage, plugin
+from flare_redis._client import _check_version, redacted
+from flare_redis._keys import Keys, hash_tag, redis_key
 
 
 def test_entry_point_loads_plugin() -> None:

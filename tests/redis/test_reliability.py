@@ -15,9 +15,9 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 from asgi_lifespan import LifespanManager
-from flare_core.pipeline import EntryBuffer, Worker
 
 from flare_core import FlareConfig, FlareLogEntry, GroupQuery, LogQuery
+from flare_core.pipeline import EntryBuffer, Worker
 from flare_redis import RedisStorage
 from tests.servers import RedisServer, UvicornServer, free_port
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from flare_core.models import utcnow
 
 from flare_core import GroupQuery, LogQuery
+from flare_core.models import utcnow
 from flare_redis import RedisStorage
 
 from .conftest import NOW, make_entry

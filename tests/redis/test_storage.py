@@ -6,7 +6,6 @@ from datetime import timedelta
 
 import pytest
 import redis.asyncio as aioredis
-from flare_core.storage import Storage, encode_cursor
 
 from flare_core import (
     FlareConfig,
@@ -15,6 +14,7 @@ from flare_core import (
     LogQuery,
     StorageUnavailable,
 )
+from flare_core.storage import Storage, encode_cursor
 from flare_redis import RedisStorage
 
 from .conftest import NOW, make_entry

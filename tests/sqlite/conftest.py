@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flare_core.models import FlareLogEntry
 
+from flare_core.models import FlareLogEntry
 from flare_sqlite import SQLiteStorage
 
 # A fixed "now" in the middle of an hour, so hour buckets are predictable.

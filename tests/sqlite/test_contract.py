@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from flare_core.testing import StorageContract
 
+from flare_core.testing import StorageContract
 from flare_sqlite import SQLiteStorage
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 import threading
 import time
@@ -14,12 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from flare_core.models import LogQuery, utcnow
 
+from flare_core.models import LogQuery, utcnow
 from flare_sqlite import SQLiteStorage
-from tests.sqlite.test_failures import read_only_directory
 from tests.servers import UvicornServer
 from tests.sqlite.conftest import make_entry
+from tests.sqlite.test_failures import read_only_directory
 
 APP = "tests.sqlite.apps.sqlite_app:app"
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,7 +14,6 @@ from flare_sqlite import SQLiteStorage
 from tests.sqlite.conftest import make_entry
 
 
-
 def read_only_directory(tmp_path: Path) -> Path:
     """Return a directory this process cannot create files in.
 

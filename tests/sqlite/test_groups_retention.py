@@ -8,9 +8,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from flare_core.models import GroupQuery, LogQuery
 
 from flare_core import MemoryStorage, Storage
+from flare_core.models import GroupQuery, LogQuery
 from flare_sqlite import SQLiteStorage
 from tests.sqlite.conftest import NOW, make_entry
 

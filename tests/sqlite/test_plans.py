@@ -12,9 +12,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+
 from flare_core.models import GroupQuery, LogQuery
 from flare_core.storage import encode_cursor
-
 from flare_sqlite import SQLiteStorage
 from tests.sqlite.conftest import NOW, make_entry
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from flare_core.models import LogQuery
 
+from flare_core.models import LogQuery
 from flare_sqlite import SQLiteStorage
 from tests.sqlite.conftest import NOW, make_entry
 

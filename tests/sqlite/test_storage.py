@@ -7,12 +7,12 @@ from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
-from flare_core.models import GroupQuery, LogQuery
-from flare_core.storage import encode_cursor, timeline_starts
-from flare_sqlite.plugin import flare_storage
 
 from flare_core import InvalidCursor, MemoryStorage, Storage
+from flare_core.models import GroupQuery, LogQuery
+from flare_core.storage import encode_cursor, timeline_starts
 from flare_sqlite import SQLiteStorage
+from flare_sqlite.plugin import flare_storage
 from tests.sqlite.conftest import NOW, make_entry
 
 

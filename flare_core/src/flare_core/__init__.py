@@ -1,10 +1,10 @@
 """Flare core: capture errors of a FastAPI app and hand them to storage plugins.
 
-    from fastapi import FastAPI
-    from flare_core import setup
+from fastapi import FastAPI
+from flare_core import setup
 
-    app = FastAPI()
-    setup(app)
+app = FastAPI()
+setup(app)
 """
 
 from __future__ import annotations

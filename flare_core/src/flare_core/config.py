@@ -164,6 +164,8 @@ class FlareConfig(BaseSettings):
     zitadel_issuer: str | None = None
     zitadel_leeway_seconds: float = Field(default=30, ge=0)
     zitadel_jwks_ttl_seconds: float = Field(default=300, gt=0)
+    zitadel_jwks_refresh_cooldown_seconds: float = Field(default=30, ge=0)
+    zitadel_session_max_age_seconds: int = Field(default=8 * 3600, ge=60)
     zitadel_session_secret: SecretStr | None = None
     zitadel_client_secret: SecretStr | None = None
 

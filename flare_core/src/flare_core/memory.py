@@ -101,7 +101,9 @@ class MemoryStorage:
     async def timeline(
         self, hours: int = 24, now: datetime | None = None
     ) -> list[TimelineBucket]:
-        buckets = {start: TimelineBucket(start=start) for start in timeline_starts(hours, now)}
+        buckets = {
+            start: TimelineBucket(start=start) for start in timeline_starts(hours, now)
+        }
         for entry in self.entries:
             bucket = buckets.get(hour_floor(entry.timestamp))
             if bucket is None:
@@ -136,8 +138,12 @@ class MemoryStorage:
                 self.groups[fingerprint].count = counts[fingerprint]
 
     async def query_groups(self, query: GroupQuery) -> GroupPage:
-        wanted = [group for group in self.groups.values() if _group_matches(group, query)]
-        wanted.sort(key=lambda group: (_sort_value(group, query.sort), group.fingerprint))
+        wanted = [
+            group for group in self.groups.values() if _group_matches(group, query)
+        ]
+        wanted.sort(
+            key=lambda group: (_sort_value(group, query.sort), group.fingerprint)
+        )
         wanted.reverse()
         if query.cursor:
             after = decode_cursor(query.cursor, keys=["v", "f"])
@@ -151,7 +157,9 @@ class MemoryStorage:
         next_cursor = None
         if len(wanted) > query.limit:
             last = page[-1]
-            next_cursor = encode_cursor({"v": _sort_value(last, query.sort), "f": last.fingerprint})
+            next_cursor = encode_cursor(
+                {"v": _sort_value(last, query.sort), "f": last.fingerprint}
+            )
         return GroupPage(items=page, next_cursor=next_cursor)
 
     async def get_group(self, fingerprint: str) -> ErrorGroup | None:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
+from .errors import StorageUnavailable
 from .models import FlareLogEntry
 from .storage import Storage
 
@@ -133,6 +134,7 @@ class Worker:
         self.retention = retention
         self.notify = notify
         self.written = 0
+        self.rejected = 0
         self.storage_ready = False
         self.last_error: str | None = None
         self._task: asyncio.Task[None] | None = None
@@ -234,16 +236,76 @@ class Worker:
                 self.buffer.restore(batch)
                 raise
             except Exception as exc:  # noqa: BLE001 - the batch is kept for the retry
-                # NOTE: every failure is retried, so an entry that a backend can
-                # never write blocks all writes until newer entries push it out
-                # of the full buffer.
-                self.buffer.restore(batch)
-                self._failed("write", exc)
-                return False
+                written = await self._write_one_by_one(batch, exc)
+                if written is None:
+                    return False
+                batch = written
             self.written += len(batch)
             self._recovered()
             await self._notify(batch)
         return True
+
+    async def _write_one_by_one(
+        self, batch: list[FlareLogEntry], error: Exception
+    ) -> list[FlareLogEntry] | None:
+        """Tell a storage outage from entries the storage can never write.
+
+        A ``StorageUnavailable`` error is an outage without further tries.
+        Otherwise the batch is written entry by entry. While nothing has been
+        written yet,
+        two failures in a row count as an outage: the unwritten entries go
+        back to the buffer and None is returned. An entry that fails while a
+        later one succeeds is one the backend rejects; it is counted in
+        ``rejected``, logged, and left out, so it cannot block every write
+        behind it. Returns the entries written.
+        """
+        if len(batch) == 1 or isinstance(error, StorageUnavailable):
+            self.buffer.restore(batch)
+            self._failed("write", error)
+            return None
+        written: list[FlareLogEntry] = []
+        failed: list[tuple[int, Exception]] = []
+        last_written = -1
+        for index, entry in enumerate(batch):
+            if not written and len(failed) >= 2:
+                self.buffer.restore(batch)
+                self._failed("write", error)
+                return None
+            try:
+                await self.storage.write_batch([entry])
+            except asyncio.CancelledError:
+                unwritten = [batch[position] for position, _ in failed]
+                self.buffer.restore(unwritten + batch[index:])
+                raise
+            except Exception as exc:  # noqa: BLE001 - judged once the batch is done
+                failed.append((index, exc))
+                continue
+            written.append(entry)
+            last_written = index
+        if not written:
+            self.buffer.restore(batch)
+            self._failed("write", error)
+            return None
+        # An entry that failed after the last success may have met the start
+        # of an outage, so it goes back to the buffer instead of being dropped.
+        self.buffer.restore(
+            [batch[index] for index, _ in failed if index > last_written]
+        )
+        for index, reason in failed:
+            if index < last_written:
+                self._reject(batch[index], reason)
+        return written
+
+    def _reject(self, entry: FlareLogEntry, exc: Exception) -> None:
+        self.rejected += 1
+        logger.warning(
+            "Flare storage %r rejected entry %s (event %r) and it is dropped: %s: %s",
+            getattr(self.storage, "name", "?"),
+            entry.request_id or entry.fingerprint,
+            entry.event,
+            type(exc).__name__,
+            exc,
+        )
 
     async def _notify(self, batch: Sequence[FlareLogEntry]) -> None:
         if self.notify is None:

@@ -33,7 +33,10 @@ class LoadedPlugin:
 
 
 def make_plugin_manager(
-    defaults: Iterable[tuple[str, Any]], extra: Iterable[Any], *, load_entry_points: bool = True
+    defaults: Iterable[tuple[str, Any]],
+    extra: Iterable[Any],
+    *,
+    load_entry_points: bool = True,
 ) -> tuple[pluggy.PluginManager, list[LoadedPlugin]]:
     """Build the manager: core's defaults, installed plugins, then ``extra``.
 
@@ -70,14 +73,16 @@ def _load_entry_points(manager: pluggy.PluginManager) -> list[LoadedPlugin]:
             plugin = entry_point.load()
             if manager.get_plugin(entry_point.name) is None:
                 manager.register(plugin, name=entry_point.name)
-        except Exception as exc:  # noqa: BLE001 - one broken plugin must not stop the app
+        except Exception as exc:
             logger.exception(
-                "Flare plugin %r (entry point %s from %s) failed to load and is skipped",
+                "Flare plugin %r (entry point %s from %s) failed to load; skipped",
                 entry_point.name,
                 entry_point.value,
                 dist,
             )
-            loaded.append(LoadedPlugin(entry_point.name, dist, f"{type(exc).__name__}: {exc}"))
+            loaded.append(
+                LoadedPlugin(entry_point.name, dist, f"{type(exc).__name__}: {exc}")
+            )
             continue
         logger.info("Flare plugin %r loaded from %s", entry_point.name, dist)
         loaded.append(LoadedPlugin(entry_point.name, dist))

@@ -92,15 +92,15 @@ class Flare:
                     )
                 logger.info("Flare stores entries with the %r backend", backend)
                 return backend, storage
-        wanted = candidates[0]
-        package = _INSTALLS.get(wanted)
+        requested = candidates[0]
+        package = _INSTALLS.get(requested)
         advice = (
             f"install it with `pip install {package}`"
             if package
             else "install the plugin that provides it, or pick sqlite, redis or memory"
         )
         raise FlareSetupError(
-            f"No Flare storage plugin provides backend {wanted!r}: {advice}. "
+            f"No Flare storage plugin provides backend {requested!r}: {advice}. "
             "Set storage_backend='memory' to keep entries in process for tests."
         )
 
@@ -204,6 +204,7 @@ class Flare:
             "buffered": len(self.buffer),
             "dropped": self.buffer.dropped,
             "written": self.worker.written,
+            "rejected": self.worker.rejected,
             "plugins": [
                 {"name": plugin.name, "source": plugin.source, "error": plugin.error}
                 for plugin in self.plugins

@@ -35,7 +35,7 @@ __all__ = [
 
 @runtime_checkable
 class Storage(Protocol):
-    """What the pipeline and the dashboard need from a backend.
+    """The operations the pipeline and the dashboard need from a backend.
 
     The worker is the only writer in a process: it calls ``write_batch``
     with a batch from the in-process buffer and ``apply_retention`` once
@@ -67,12 +67,15 @@ class Storage(Protocol):
     async def timeline(
         self, hours: int = 24, now: datetime | None = None
     ) -> list[TimelineBucket]:
-        """Return per-hour counts, oldest first, for the hours ``timeline_starts`` gives."""
+        """Return per-hour counts, oldest first, for ``timeline_starts`` hours."""
 
     async def apply_retention(
         self, max_entries: int, max_age: timedelta, now: datetime | None = None
     ) -> int:
-        """Delete entries beyond the count cap or older than ``max_age``; return how many."""
+        """Delete entries over the count cap or older than ``max_age``.
+
+        Returns how many entries were deleted.
+        """
 
     async def query_groups(self, query: GroupQuery) -> GroupPage:
         """Return one page of groups, ordered by ``query.sort`` descending."""
@@ -88,7 +91,7 @@ class Storage(Protocol):
     async def group_sparklines(
         self, fingerprints: Sequence[str], hours: int = 24, now: datetime | None = None
     ) -> dict[str, list[int]]:
-        """Return per-hour entry counts for each group over ``timeline_starts`` hours."""
+        """Return per-hour entry counts of each group for ``timeline_starts`` hours."""
 
 
 def hour_floor(moment: datetime) -> datetime:

@@ -108,7 +108,9 @@ class StorageContract:
         (entry,) = await _write(storage, make_entry(context={"order": {"id": 7}}))
         stored = await storage.get(entry.id or "")
         assert stored is not None
-        assert stored.model_dump(exclude={"timestamp"}) == entry.model_dump(exclude={"timestamp"})
+        assert stored.model_dump(exclude={"timestamp"}) == entry.model_dump(
+            exclude={"timestamp"}
+        )
         assert abs((stored.timestamp - entry.timestamp).total_seconds()) < 0.001
 
     async def test_get_unknown_returns_none(self, storage: Storage) -> None:
@@ -126,13 +128,19 @@ class StorageContract:
         assert stored.message == message
 
     async def test_query_newest_first(self, storage: Storage) -> None:
-        entries = await _write(storage, *[make_entry(message=f"m{i}") for i in range(5)])
+        entries = await _write(
+            storage, *[make_entry(message=f"m{i}") for i in range(5)]
+        )
         page = await storage.query(LogQuery(limit=10))
-        assert [entry.id for entry in page.items] == [entry.id for entry in reversed(entries)]
+        assert [entry.id for entry in page.items] == [
+            entry.id for entry in reversed(entries)
+        ]
         assert page.next_cursor is None
 
     async def test_cursor_pages_without_gaps(self, storage: Storage) -> None:
-        entries = await _write(storage, *[make_entry(message=f"m{i}") for i in range(7)])
+        entries = await _write(
+            storage, *[make_entry(message=f"m{i}") for i in range(7)]
+        )
         first = await storage.query(LogQuery(limit=3))
         assert first.next_cursor is not None
         await _write(storage, make_entry(message="arrived later"))
@@ -174,7 +182,9 @@ class StorageContract:
 
     async def test_time_range_filter(self, storage: Storage) -> None:
         now = utcnow()
-        await _write(storage, make_entry(timestamp=now - timedelta(hours=3), message="old"))
+        await _write(
+            storage, make_entry(timestamp=now - timedelta(hours=3), message="old")
+        )
         await _write(storage, make_entry(timestamp=now, message="new"))
         recent = await storage.query(LogQuery(since=now - timedelta(hours=1)))
         older = await storage.query(LogQuery(until=now - timedelta(hours=1)))
@@ -188,11 +198,16 @@ class StorageContract:
             "50% quota used",
             "AND gate failed",
         ]
-        await _write(storage, *[make_entry(message=text, error=None) for text in messages])
+        await _write(
+            storage, *[make_entry(message=text, error=None) for text in messages]
+        )
         for query in HOSTILE_QUERIES:
             page = await storage.query(LogQuery(q=query or None))
             assert isinstance(page.items, list), query
-        for needle, expected in [("user-id", messages[0]), ("db.internal:5432", messages[1])]:
+        for needle, expected in [
+            ("user-id", messages[0]),
+            ("db.internal:5432", messages[1]),
+        ]:
             found = await _all_ids(storage, LogQuery(q=needle))
             stored = [await storage.get(entry_id) for entry_id in found]
             assert [entry.message for entry in stored if entry] == [expected]
@@ -205,14 +220,19 @@ class StorageContract:
         await _write(
             storage,
             make_entry(timestamp=now - timedelta(minutes=5)),
-            make_entry(level="WARNING", http_status=404, timestamp=now - timedelta(minutes=4)),
+            make_entry(
+                level="WARNING", http_status=404, timestamp=now - timedelta(minutes=4)
+            ),
         )
         stats = await storage.stats(now)
         assert stats.errors_24h == 1
         assert stats.warnings_24h == 1
         assert stats.total == 3
         assert stats.latest_error_at is not None
-        assert abs((stats.latest_error_at - (now - timedelta(minutes=5))).total_seconds()) < 1
+        assert (
+            abs((stats.latest_error_at - (now - timedelta(minutes=5))).total_seconds())
+            < 1
+        )
 
     async def test_timeline_buckets(self, storage: Storage) -> None:
         now = utcnow()
@@ -242,7 +262,10 @@ class StorageContract:
         now = utcnow()
         await _write(
             storage,
-            *[make_entry(message="stale", timestamp=now - timedelta(hours=5)) for _ in range(3)],
+            *[
+                make_entry(message="stale", timestamp=now - timedelta(hours=5))
+                for _ in range(3)
+            ],
         )
         await _write(storage, make_entry(message="fresh", timestamp=now))
         await storage.apply_retention(1000, timedelta(hours=1), now)
@@ -309,7 +332,10 @@ class StorageContract:
 
     async def test_groups_leave_with_entries(self, storage: Storage) -> None:
         now = utcnow()
-        await _write(storage, make_entry(fingerprint="fp-old", timestamp=now - timedelta(hours=5)))
+        await _write(
+            storage,
+            make_entry(fingerprint="fp-old", timestamp=now - timedelta(hours=5)),
+        )
         await _write(storage, make_entry(timestamp=now))
         await storage.apply_retention(1000, timedelta(hours=1), now)
         assert await storage.get_group("fp-old") is None

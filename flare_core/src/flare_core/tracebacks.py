@@ -58,6 +58,9 @@ _FRAMEWORK_PACKAGES = frozenset(
 _ID_SEGMENT = re.compile(r"^(?:\d+|[0-9a-fA-F-]{16,}|(?=.*\d)[A-Za-z0-9_-]{20,})$")
 
 
+_CAPTURE_MODULE = "flare_core.capture"
+
+
 def exception_type_name(exc: BaseException) -> str:
     cls = type(exc)
     module = cls.__module__
@@ -93,6 +96,10 @@ def _frames(tb: TracebackType | None, max_frames: int) -> tuple[list[str], int]:
     while tb is not None:
         frames.append(tb)
         tb = tb.tb_next
+    # The capture middleware's own frame is where Flare caught the
+    # exception, not part of the fault; the interpreter would not show it.
+    while frames and frames[0].tb_frame.f_globals.get("__name__") == _CAPTURE_MODULE:
+        frames.pop(0)
     skipped = 0
     if len(frames) > max_frames:
         head = max_frames // 3

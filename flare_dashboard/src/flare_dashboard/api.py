@@ -6,10 +6,10 @@ import json
 from typing import TYPE_CHECKING, Any, cast
 
 from fastapi import APIRouter, Request
-from flare_core.models import GroupStatus
 from starlette.responses import JSONResponse
 
 from flare_core import ErrorGroup, LogQuery, Storage
+from flare_core.models import GroupStatus
 
 from .params import (
     BadParameter,

@@ -8,11 +8,11 @@ from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
-from flare_core.models import GROUP_STATUSES, LEVELS
 from jinja2 import Environment, PackageLoader
 from starlette.responses import HTMLResponse, Response
 
 from flare_core import FlareConfig, StorageError
+from flare_core.models import GROUP_STATUSES, LEVELS
 
 from .params import SORTS
 from .routing import storage_error_message

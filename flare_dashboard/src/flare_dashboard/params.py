@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, get_args
 
-from flare_core.models import GROUP_STATUSES, LEVELS, GroupQuery, GroupSort, LogQuery
 from starlette.datastructures import QueryParams
+
+from flare_core.models import GROUP_STATUSES, LEVELS, GroupQuery, GroupSort, LogQuery
 
 __all__ = [
     "MAX_LIMIT",

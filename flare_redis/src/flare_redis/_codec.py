@@ -7,9 +7,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flare_core.storage import group_title
-
 from flare_core import ErrorGroup, FlareLogEntry
+from flare_core.storage import group_title
 
 __all__ = [
     "decode_entry",

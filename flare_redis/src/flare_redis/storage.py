@@ -13,9 +13,6 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from flare_core.models import GROUP_STATUSES, LEVELS, GroupStatus, utcnow
-from flare_core.storage import decode_cursor, encode_cursor, timeline_starts
-
 from flare_core import (
     ErrorGroup,
     FlareConfig,
@@ -30,6 +27,8 @@ from flare_core import (
     StorageUnavailable,
     TimelineBucket,
 )
+from flare_core.models import GROUP_STATUSES, LEVELS, GroupStatus, utcnow
+from flare_core.storage import decode_cursor, encode_cursor, timeline_starts
 
 from ._client import Client, Scripts, connect, redacted, translate_errors
 from ._codec import (

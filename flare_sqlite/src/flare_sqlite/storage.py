@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
+
 from flare_core.errors import InvalidCursor, StorageError, StorageUnavailable
 from flare_core.models import (
     ErrorGroup,

@@ -52,6 +52,7 @@ def flare_dashboard_auth(config: FlareConfig) -> ZitadelGuard | None:
         old_project_id=config.zitadel_old_project_id,
         leeway_seconds=config.zitadel_leeway_seconds,
         jwks_ttl_seconds=config.zitadel_jwks_ttl_seconds,
+        jwks_refresh_cooldown_seconds=config.zitadel_jwks_refresh_cooldown_seconds,
     )
     logger.info("Flare dashboard accepts Zitadel tokens from %s", guard.verifier.issuer)
     return guard
@@ -89,6 +90,7 @@ def flare_mount(
         dashboard_path=config.dashboard_path,
         session_secret=secret,
         client_secret=client_secret.get_secret_value() if client_secret else None,
+        session_max_age_seconds=config.zitadel_session_max_age_seconds,
     )
     _mount_first(app, login)
     logger.info("Flare dashboard browser login is on at %s/login", login.auth_path)
