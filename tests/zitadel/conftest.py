@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -12,6 +13,13 @@ from fastapi import Depends, FastAPI
 from flare_core import Flare, setup
 from flare_zitadel import clear_jwks_cache, make_zitadel_dependency
 from tests.zitadel.provider import CLIENT_ID, PROJECT_ID, Provider
+
+# authlib 1.9 warns once, on import, that it prefers httpx2, and installs an
+# "always" filter for its warnings. Importing it here, inside catch_warnings,
+# records that one warning away and drops the filter again, so the suite's
+# own filters decide about every later warning.
+with warnings.catch_warnings(record=True):
+    import authlib.integrations.starlette_client  # noqa: F401
 
 ZITADEL_ENV = (
     "FLARE_ZITADEL_DOMAIN",
