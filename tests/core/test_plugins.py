@@ -225,3 +225,17 @@ async def test_wrong_field_types_reset(caplog: pytest.LogCaptureFixture) -> None
     assert entry.context["invalid_fields"] == ["fingerprint", "http_status"]
     assert FlareLogEntry.model_validate_json(entry.model_dump_json()) == entry
     assert "fingerprint, http_status" in caplog.text
+
+
+class ReleaseTagger:
+    @hookimpl
+    def flare_enrich_entry(self, entry: FlareLogEntry) -> None:
+        entry.context["release"] = "1.2.3"
+
+
+def test_type_repair_only_with_enrichers() -> None:
+    _, core_only = _build([])
+    _, with_plugin = _build([ReleaseTagger()])
+
+    assert core_only.enrichment.check_types is False
+    assert with_plugin.enrichment.check_types is True

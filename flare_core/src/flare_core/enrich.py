@@ -60,6 +60,10 @@ class CoreEnrichment:
         self._failures = 0
         self._last_failure_log = -60.0
         self._last_invalid_log = -60.0
+        # Entries built by core are valid by construction; only another
+        # enrichment plugin can set a field to a value of the wrong type.
+        # The runtime turns this off when no such plugin is registered.
+        self.check_types = True
 
     @hookimpl(tryfirst=True)
     def flare_enrich_entry(
@@ -82,7 +86,7 @@ class CoreEnrichment:
         try:
             # Lone surrogates make validation itself raise, so they go first.
             encode_safely(entry)
-            invalid = _repair_types(entry, exc)
+            invalid = _repair_types(entry, exc) if self.check_types else []
             if invalid:
                 self._log_invalid(invalid)
             for error in entry.context.get("validation_errors", ()):

@@ -28,6 +28,8 @@ __all__ = ["Flare", "setup"]
 
 logger = logging.getLogger(__name__)
 
+CORE_ENRICHMENT = "flare-core-enrichment"
+
 _INSTALLS: dict[str, str] = {
     "sqlite": "flare-sqlite",
     "redis": "flare-redis",
@@ -47,7 +49,7 @@ class Flare:
         self.config = config
         self.enrichment = CoreEnrichment(config)
         self.pm, self.plugins = make_plugin_manager(
-            [("flare-core-enrichment", self.enrichment), ("flare-core-memory", memory)],
+            [(CORE_ENRICHMENT, self.enrichment), ("flare-core-memory", memory)],
             plugins,
             load_entry_points=load_entry_points,
         )
@@ -67,6 +69,9 @@ class Flare:
             or self.pm.hook.flare_dashboard_auth(config=config)
         )
         self._enrichers = self._plugin_calls("flare_enrich_entry")
+        self.enrichment.check_types = any(
+            name != CORE_ENRICHMENT for name, _, _ in self._enrichers
+        )
         self._vetoes = self._plugin_calls("flare_should_capture")
         self._last_plugin_log: dict[str, float] = {}
         config._runtime = self
