@@ -54,6 +54,8 @@ ENV_SAMPLES: dict[str, tuple[str, Any]] = {
     "max_context_chars": ("999", 999),
     "scrub_headers": ("X-One, x-two", ["X-One", "x-two"]),
     "scrub_fields": ("pin", ["pin"]),
+    "scrub_extra_fields": ("pin,otp", ["pin", "otp"]),
+    "scrub_extra_headers": ("x-pin", ["x-pin"]),
     "scrub_messages": ("no", False),
     "zitadel_domain": ("auth.example.com", "auth.example.com"),
     "zitadel_client_id": ("cid", "cid"),
@@ -112,7 +114,18 @@ def test_argument_wins_over_env(monkeypatch: pytest.MonkeyPatch) -> None:
         ),
         ({"capture_status_codes": [700]}, "capture_status_codes", "100-599"),
         ({"trusted_proxies": ["proxy.local"]}, "trusted_proxies", "network"),
-        ({"dashboard_path": "flare"}, "dashboard_path", "must start with '/'"),
+        ({"dashboard_path": "flare"}, "dashboard_path", "must start with one '/'"),
+        ({"dashboard_path": "//evil.example"}, "dashboard_path", "one '/'"),
+        ({"request_id_header": "bad header"}, "request_id_header", "header name"),
+        ({"redis_url": "http://127.0.0.1:1"}, "redis_url", "redis://"),
+        ({"redis_url": "redis://127.0.0.1:99999"}, "redis_url", "port"),
+        ({"zitadel_domain": "https://auth.example.com/"}, "zitadel_domain", "host"),
+        ({"zitadel_issuer": "notaurl"}, "zitadel_issuer", "http(s) URL"),
+        ({"capture_status_codes": "500-400"}, "capture_status_codes", "upwards"),
+        ({"capture_status_codes": "400-99999999"}, "capture_status_codes", "100-599"),
+        ({"capture_status_codes": " "}, "capture_status_codes", "no status code"),
+        ({"worker_interval_seconds": "inf"}, "worker_interval_seconds", "finite"),
+        ({"sqlite_path": ""}, "sqlite_path", "at least 1"),
         ({"capture_request_body": "maybe"}, "capture_request_body", "valid boolean"),
     ],
 )
@@ -225,3 +238,12 @@ def test_redis_url_without_plugins_names_package() -> None:
 
     with pytest.raises(FlareSetupError, match="pip install flare-redis"):
         Flare(config, load_entry_points=False)
+
+
+def test_lowercase_unknown_env_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("flare_sqlit_path", "x.db")
+    with pytest.raises(FlareConfigError) as caught:
+        FlareConfig()
+
+    assert caught.value.option == "sqlit_path"
+    assert "sqlite_path" in str(caught.value)

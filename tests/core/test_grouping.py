@@ -165,16 +165,18 @@ async def test_route_404s_one_group() -> None:
     assert len(flare.storage.groups) == 2  # type: ignore[attr-defined]
 
 
-async def test_unmatched_paths_grouped_by_shape() -> None:
+async def test_unmatched_paths_one_group() -> None:
     app, flare = _build()
     async with serve(app) as client:
         await client.get("/files/123/raw")
-        await client.get("/files/456/raw")
-        await client.get("/files/456/meta")
+        await client.get("/wp-login.php")
+        await client.get("/no-such-page-1000")
+        await client.post("/no-such-page-1000")
     entries = await stored(flare)
 
     assert entries[0].fingerprint == entries[1].fingerprint
-    assert entries[1].fingerprint != entries[2].fingerprint
+    assert entries[1].fingerprint == entries[2].fingerprint
+    assert entries[2].fingerprint != entries[3].fingerprint
 
 
 async def test_pushed_messages_grouped() -> None:

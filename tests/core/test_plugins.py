@@ -10,7 +10,15 @@ import pytest
 from fastapi import FastAPI, HTTPException
 from starlette.types import Scope
 
-from flare_core import Flare, FlareLogEntry, hookimpl, push_log, setup
+from flare_core import (
+    Flare,
+    FlareConfig,
+    FlareLogEntry,
+    FlareSetupError,
+    hookimpl,
+    push_log,
+    setup,
+)
 
 from .helpers import serve, stored
 
@@ -239,3 +247,17 @@ def test_type_repair_only_with_enrichers() -> None:
 
     assert core_only.enrichment.check_types is False
     assert with_plugin.enrichment.check_types is True
+
+
+@pytest.mark.parametrize("plugin", ["flare_release", 42, object()])
+def test_setup_rejects_non_plugins(plugin: object) -> None:
+    with pytest.raises(FlareSetupError, match=r"setup\(plugins=\.\.\.\)"):
+        setup(FastAPI(), storage_backend="memory", plugins=[plugin])
+
+
+def test_config_shared_by_two_apps_rejected() -> None:
+    config = FlareConfig(storage_backend="memory")
+    setup(FastAPI(), config=config)
+
+    with pytest.raises(FlareSetupError, match="one FlareConfig per app"):
+        setup(FastAPI(), config=config)

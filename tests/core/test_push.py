@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import pytest
@@ -117,3 +118,28 @@ def test_push_log_before_start_buffers() -> None:
     push_log_sync(flare, event="early", message="before the worker started")
 
     assert len(flare.buffer) == 1
+
+
+async def test_push_invalid_level_names_field() -> None:
+    flare = Flare(FlareConfig(storage_backend="memory"), load_entry_points=False)
+
+    with pytest.raises(ValueError, match="level"):
+        await push_log(flare, level="INFO", event="job", message="m")  # type: ignore[arg-type]
+
+
+async def test_push_context_keys_become_text() -> None:
+    flare = Flare(FlareConfig(storage_backend="memory"), load_entry_points=False)
+    entry = await push_log(flare, event="job", message="m", context={1: "one"})
+
+    assert entry.context == {"1": "one"}
+
+
+async def test_push_lone_surrogate_no_plugin_fault(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    flare = Flare(FlareConfig(storage_backend="memory"), load_entry_points=False)
+    with caplog.at_level(logging.ERROR):
+        entry = await push_log(flare, event="job", message="bad \udcff name")
+
+    assert entry.fingerprint is not None
+    assert not [r for r in caplog.records if "failed in" in r.getMessage()]

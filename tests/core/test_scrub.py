@@ -115,7 +115,19 @@ def _scrub(context: dict[str, object], **options: Any) -> FlareLogEntry:
 
 
 @pytest.mark.parametrize(
-    "key", ["password", "PASSWORD", "Password", "TOKEN", "Api_Key"]
+    "key",
+    [
+        "password",
+        "PASSWORD",
+        "Password",
+        "TOKEN",
+        "Api_Key",
+        "api-key",
+        "new_password",
+        "oldPassword",
+        "password_confirmation",
+        "user[password]",
+    ],
 )
 def test_key_match_case_insensitive(key: str) -> None:
     entry = _scrub({key: "value-1"})
@@ -144,6 +156,13 @@ def test_scrub_fields_configurable() -> None:
     assert entry.context == {"pin": FILTERED, "password": "hunter2"}
 
 
+def test_extra_fields_keep_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLARE_SCRUB_EXTRA_FIELDS", "pin")
+    entry = _scrub({"pin": "4321", "password": "hunter2", "page": "2"})
+
+    assert entry.context == {"pin": FILTERED, "password": FILTERED, "page": "2"}
+
+
 def test_scrub_fields_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLARE_SCRUB_FIELDS", "pin, Passcode")
     entry = _scrub({"pin": "4321", "passcode": "9999", "password": "hunter2"})
@@ -169,6 +188,12 @@ def test_scrub_fields_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
             f"header Authorization: {FILTERED}",
         ),
         ("max_tokens=300 exceeded", "max_tokens=300 exceeded"),
+        (
+            '{"password": "ab\\"SEKRITESC30", "pad": "xx',
+            f'{{"password": "{FILTERED}", "pad": "xx',
+        ),
+        ('{"password": "cut-off-SEKRIT', f'{{"password": "{FILTERED}"'),
+        ("user[password]=hunter2&page=2", f"user[password]={FILTERED}&page=2"),
     ],
 )
 def test_secret_pairs_in_messages(message: str, expected: str) -> None:

@@ -94,7 +94,9 @@ def make_dashboard(
         settings.update(options or {})
         target = app or FastAPI()
         flare = setup(target, plugins=plugins, **settings)
-        test_client = TestClient(target, client=client, root_path=root_path)
+        test_client = TestClient(
+            target, base_url="http://localhost", client=client, root_path=root_path
+        )
         test_client.__enter__()
         clients.append(test_client)
         return Dashboard(target, flare, test_client)

@@ -278,6 +278,10 @@ class TestBadParameters:
             ("logs", {"status": "600"}, "status"),
             ("logs", {"since": "yesterday"}, "since"),
             ("logs", {"until": "2026-13-45"}, "until"),
+            ("logs", {"since": "9999-12-31T23:59:59-23:59"}, "since"),
+            ("logs", {"until": "0001-01-01T00:00:00+23:59"}, "until"),
+            ("logs", {"limit": "1_0"}, "limit"),
+            ("logs", {"limit": "\uff11\uff10"}, "limit"),
             (
                 "logs",
                 {"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"},

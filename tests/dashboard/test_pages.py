@@ -82,6 +82,7 @@ def test_page_has_no_inline_script(make_dashboard: MakeDashboard) -> None:
         ("?view=entries&refresh=2", 'data-refresh="2" data-view="entries"'),
         ("?view=bogus&refresh=0", 'data-refresh="30" data-view="groups"'),
         ("?refresh=99999999", 'data-refresh="30"'),
+        ("?refresh=%C2%B2", 'data-refresh="30"'),
     ],
 )
 def test_page_state_attributes(

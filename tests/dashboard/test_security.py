@@ -48,6 +48,10 @@ class TestLoopbackGuard:
             {"X-Forwarded-For": "198.51.100.1"},
             {"Forwarded": "for=198.51.100.1"},
             {"X-Real-IP": "198.51.100.1"},
+            {"X-Forwarded-For": ""},
+            {"X-Forwarded-Host": "flare.example.com"},
+            {"True-Client-IP": "198.51.100.1"},
+            {"CF-Connecting-IP": "198.51.100.1"},
         ],
     )
     def test_proxied_loopback_rejected(
@@ -55,6 +59,28 @@ class TestLoopbackGuard:
     ) -> None:
         response = make_dashboard().client.get("/flare/api/logs", headers=header)
         assert response.status_code == 403
+
+    @pytest.mark.parametrize(
+        "host", ["rebind.attacker.example", "rebind.attacker.example:8000", ""]
+    )
+    def test_foreign_host_rejected(
+        self, make_dashboard: MakeDashboard, host: str
+    ) -> None:
+        response = make_dashboard().client.get(
+            "/flare/api/logs", headers={"Host": host}
+        )
+        assert response.status_code == 403
+
+    @pytest.mark.parametrize(
+        "host", ["localhost", "127.0.0.1:8000", "[::1]:8000", "app.localhost:80"]
+    )
+    def test_loopback_host_allowed(
+        self, make_dashboard: MakeDashboard, host: str
+    ) -> None:
+        response = make_dashboard().client.get(
+            "/flare/api/logs", headers={"Host": host}
+        )
+        assert response.status_code == 200
 
     def test_ipv6_loopback_allowed(self, make_dashboard: MakeDashboard) -> None:
         response = make_dashboard(client=("::1", 40000)).client.get("/flare/api/logs")

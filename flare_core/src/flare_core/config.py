@@ -10,8 +10,10 @@ import difflib
 import importlib
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Iterable
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -29,7 +31,11 @@ DEFAULT_SCRUB_HEADERS: tuple[str, ...] = (
     "set-cookie",
     "proxy-authorization",
     "x-api-key",
+    "api-key",
     "x-auth-token",
+    "x-access-token",
+    "private-token",
+    "x-amz-security-token",
     "x-csrf-token",
 )
 
@@ -52,6 +58,18 @@ DEFAULT_SCRUB_FIELDS: tuple[str, ...] = (
     "session",
     "sessionid",
     "session_id",
+    "new_password",
+    "old_password",
+    "current_password",
+    "password_confirmation",
+    "newpassword",
+    "oldpassword",
+    "jwt",
+    "signature",
+    "credentials",
+    "access_key",
+    "secret_key",
+    "client_assertion",
     "csrftoken",
     "csrf_token",
     "xsrf_token",
@@ -61,6 +79,10 @@ DEFAULT_SCRUB_FIELDS: tuple[str, ...] = (
     "cvc",
     "ssn",
 )
+
+
+# An HTTP header name is a "token" (RFC 9110, section 5.6.2).
+_HEADER_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 def _parse_status_codes(value: Any) -> frozenset[int]:
@@ -81,16 +103,25 @@ def _parse_status_codes(value: Any) -> frozenset[int]:
             try:
                 if isinstance(item, str) and "-" in item:
                     low, _, high = item.partition("-")
-                    codes.update(range(int(low), int(high) + 1))
+                    first, last = int(low), int(high)
+                    if not 100 <= first <= last <= 599:
+                        raise ValueError(
+                            f"range {item!r} must run upwards within 100-599"
+                        )
+                    codes.update(range(first, last + 1))
                 else:
                     codes.add(int(item))
-            except (TypeError, ValueError):
+            except (TypeError, ValueError) as exc:
+                if "upwards" in str(exc):
+                    raise
                 raise ValueError(
                     f"{item!r} is not a status code or a range such as '500-599'"
                 ) from None
     bad = sorted(code for code in codes if not 100 <= code <= 599)
     if bad:
         raise ValueError(f"HTTP status codes must lie in 100-599, not {bad[:5]}")
+    if not codes:
+        raise ValueError("no status code given; the default is '400-599'")
     return frozenset(codes)
 
 
@@ -100,6 +131,7 @@ class FlareConfig(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         extra="forbid",
+        allow_inf_nan=False,
         validate_default=True,
         arbitrary_types_allowed=True,
     )
@@ -116,7 +148,7 @@ class FlareConfig(BaseSettings):
     stream_key: str = "flare:logs"
     queue_key: str = "flare:queue"
     redis_max_connections: int = Field(default=20, ge=1)
-    sqlite_path: str = "flare.db"
+    sqlite_path: str = Field(default="flare.db", min_length=1)
     max_entries: int = Field(default=10_000, ge=1)
     retention_hours: float = Field(default=168, gt=0)
     storage_strict_startup: bool = False
@@ -153,6 +185,8 @@ class FlareConfig(BaseSettings):
     scrub_fields: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_SCRUB_FIELDS)
     )
+    scrub_extra_headers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    scrub_extra_fields: Annotated[list[str], NoDecode] = Field(default_factory=list)
     scrub_messages: bool = True
 
     # Zitadel (used by flare-zitadel)
@@ -192,7 +226,14 @@ class FlareConfig(BaseSettings):
     def _status_codes(cls, value: Any) -> frozenset[int]:
         return _parse_status_codes(value)
 
-    @field_validator("trusted_proxies", "scrub_headers", "scrub_fields", mode="before")
+    @field_validator(
+        "trusted_proxies",
+        "scrub_headers",
+        "scrub_fields",
+        "scrub_extra_headers",
+        "scrub_extra_fields",
+        mode="before",
+    )
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -209,9 +250,68 @@ class FlareConfig(BaseSettings):
     @field_validator("dashboard_path")
     @classmethod
     def _path(cls, value: str) -> str:
-        if not value.startswith("/") or value.rstrip("/") == "" or " " in value:
-            raise ValueError("must start with '/' and name a path, such as '/flare'")
+        if (
+            not value.startswith("/")
+            or value.startswith("//")
+            or value.rstrip("/") == ""
+            or any(char in value for char in " \\?#")
+        ):
+            raise ValueError(
+                "must start with one '/' and name a path, such as '/flare'"
+            )
         return value.rstrip("/")
+
+    @field_validator("request_id_header")
+    @classmethod
+    def _header_name(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        if not _HEADER_TOKEN.fullmatch(value):
+            raise ValueError(
+                "must be an HTTP header name (letters, digits and !#$%&'*+-.^_`|~), "
+                "such as 'X-Request-ID'; leave it empty to turn the header off"
+            )
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(
+                "must start with redis://, rediss:// (TLS) or unix://, such as "
+                "'redis://localhost:6379/0'"
+            )
+        try:
+            parts.port  # noqa: B018 - urlsplit checks the port when it is read
+        except ValueError as exc:
+            raise ValueError(f"has an invalid port: {exc}") from None
+        if parts.scheme != "unix" and not parts.hostname:
+            raise ValueError("names no host, such as 'redis://localhost:6379/0'")
+        return value.strip()
+
+    @field_validator("zitadel_domain")
+    @classmethod
+    def _zitadel_domain(cls, value: str | None) -> str | None:
+        if value is not None and ("/" in value or " " in value or not value.strip()):
+            raise ValueError(
+                "must be a bare host name such as 'auth.example.com'; "
+                "give a full URL as zitadel_issuer instead"
+            )
+        return value
+
+    @field_validator("zitadel_issuer")
+    @classmethod
+    def _zitadel_issuer(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(
+                    "must be an http(s) URL such as 'https://auth.example.com'"
+                )
+        return value
 
     @field_validator("dashboard_auth_dependency", mode="before")
     @classmethod
@@ -228,11 +328,23 @@ class FlareConfig(BaseSettings):
 
     @property
     def scrub_header_set(self) -> frozenset[str]:
-        return frozenset(name.lower() for name in self.scrub_headers)
+        names = [*self.scrub_headers, *self.scrub_extra_headers]
+        return frozenset(name.lower() for name in names)
 
     @property
     def scrub_field_set(self) -> frozenset[str]:
-        return frozenset(name.lower() for name in self.scrub_fields)
+        """The denylisted keys, normalized by ``normalize_key``."""
+        names = [*self.scrub_fields, *self.scrub_extra_fields]
+        return frozenset(normalize_key(name) for name in names)
+
+
+def normalize_key(key: str) -> str:
+    """Normalize a key for the denylist: lower case, ``-`` as ``_``, and for a
+    form key such as ``user[password]`` its last bracketed part."""
+    key = key.strip().lower()
+    if key.endswith("]") and "[" in key:
+        key = key[key.rindex("[") + 1 : -1]
+    return key.replace("-", "_")
 
 
 def _import_object(path: str) -> Any:
@@ -266,7 +378,9 @@ def _unknown_message(name: str, where: str) -> str:
 def _reject_unknown_env() -> None:
     known = {ENV_PREFIX + name.upper() for name in FlareConfig.model_fields}
     # FLARE_TEST_* variables belong to the test suite, not to the library.
-    for key in os.environ:
+    for name in os.environ:
+        # pydantic-settings reads these names case-insensitively, so check so.
+        key = name.upper()
         if (
             key.startswith(ENV_PREFIX)
             and key not in known

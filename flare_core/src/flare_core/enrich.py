@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .config import normalize_key
 from .hookspecs import hookimpl
 from .scrub import FILTERED, Scrubber, encode_safely
 from .tracebacks import (
@@ -42,7 +43,14 @@ def compute_fingerprint(entry: FlareLogEntry, exc: BaseException | None) -> str:
     if exc is not None and not handled_http:
         return fingerprint_exception(exc)
     if entry.http_status is not None:
-        where = entry.route or normalize_path(entry.endpoint or "")
+        if entry.route:
+            where = entry.route
+        elif entry.http_status in (404, 405):
+            # Paths no route matches are endless (scanners, typos); one group
+            # per status and method keeps them from burying real faults.
+            where = "<no matching route>"
+        else:
+            where = normalize_path(entry.endpoint or "")
         return fingerprint_parts(
             "http", entry.event, entry.http_status, entry.http_method, where
         )
@@ -91,7 +99,8 @@ class CoreEnrichment:
                 self._log_invalid(invalid)
             for error in entry.context.get("validation_errors", ()):
                 if isinstance(error, dict) and any(
-                    str(part).lower() in self.fields for part in error.get("loc", ())
+                    normalize_key(str(part)) in self.fields
+                    for part in error.get("loc", ())
                 ):
                     error["input"] = FILTERED
             self.scrubber.scrub_entry(entry)

@@ -312,6 +312,8 @@ def _validation_summary(errors: list[dict[str, Any]]) -> str:
             if part not in ("body", "query", "path", "header")
         ]
         where = ".".join(loc) or ".".join(error["loc"]) or "request"
-        parts.append(f"{where}: {error['msg']}")
+        # "msg (field)" rather than "field: msg", which reads as a key-value
+        # pair and would be scrubbed for a field named like a secret.
+        parts.append(f"{error['msg']} ({where})")
     more = f" (+{len(errors) - 10} more)" if len(errors) > 10 else ""
     return "Request validation failed: " + "; ".join(parts) + more

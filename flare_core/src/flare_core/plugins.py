@@ -10,6 +10,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
+from .errors import FlareSetupError
 from .hookspecs import PROJECT
 
 __all__ = ["ENTRY_POINT_GROUP", "LoadedPlugin", "make_plugin_manager"]
@@ -52,6 +53,7 @@ def make_plugin_manager(
     if load_entry_points:
         loaded.extend(_load_entry_points(manager))
     for index, plugin in enumerate(extra):
+        _check_plugin(plugin)
         name = getattr(plugin, "__name__", None) or f"{type(plugin).__name__}-{index}"
         if manager.is_registered(plugin):
             continue
@@ -59,6 +61,21 @@ def make_plugin_manager(
         loaded.append(LoadedPlugin(f"user:{name}", "setup(plugins=...)"))
     manager.check_pending()
     return manager, loaded
+
+
+def _check_plugin(plugin: Any) -> None:
+    if isinstance(plugin, str):
+        raise FlareSetupError(
+            f"setup(plugins=...) takes plugin modules or objects, not names: got "
+            f"{plugin!r}. Import it and pass the module, or publish it under the "
+            "'flare' entry-point group."
+        )
+    if not any(name.startswith("flare_") for name in dir(plugin)):
+        raise FlareSetupError(
+            f"setup(plugins=...) got {plugin!r}, which implements no flare_* hook; "
+            "a plugin defines functions such as flare_enrich_entry marked with "
+            "@flare_core.hookimpl"
+        )
 
 
 def _load_entry_points(manager: pluggy.PluginManager) -> list[LoadedPlugin]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from .errors import FlareSetupError
 from .models import FlareLogEntry, Level
 
@@ -47,9 +49,20 @@ def push_log_sync(
     ``exc``, the entry carries its type and stack trace.
     """
     flare = _runtime(config)
-    entry = FlareLogEntry(
-        level=level, event=event, message=message, context=dict(context or {}), **fields
-    )
+    try:
+        entry = FlareLogEntry(
+            level=level,
+            event=event,
+            message=message,
+            context={str(key): value for key, value in (context or {}).items()},
+            **fields,
+        )
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}"
+            for item in error.errors()
+        )
+        raise ValueError(f"push_log() got invalid arguments: {problems}") from None
     if exc is not None:
         from .tracebacks import exception_summary, exception_type_name, format_exception
 

@@ -74,6 +74,11 @@ class Flare:
         )
         self._vetoes = self._plugin_calls("flare_should_capture")
         self._last_plugin_log: dict[str, float] = {}
+        if config._runtime is not None:
+            raise FlareSetupError(
+                "This FlareConfig is already used by another setup(); create one "
+                "FlareConfig per app, because push_log(config) finds the app by it"
+            )
         config._runtime = self
 
     # Construction ---------------------------------------------------------

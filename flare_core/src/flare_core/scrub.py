@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from .config import FlareConfig
+from .config import FlareConfig, normalize_key
 from .models import FlareLogEntry
 
 __all__ = ["FILTERED", "Scrubber", "encode_safely", "truncate_text"]
@@ -29,9 +29,12 @@ _MIN_SECRET_LEN = 4
 # values are matched separately, so that the value of a harmless key never
 # hides a pair inside it, as in "failed: password=xyz". An unquoted value may
 # start with an auth scheme, as in "Authorization: Bearer x".
-_KEY = re.compile(r"""["']?(?P<name>[A-Za-z][\w.-]{1,40})["']?\s*[:=]\s*""")
+_KEY = re.compile(r"""["']?(?P<name>[A-Za-z][\w.\[\]-]{1,40})["']?\s*[:=]\s*""")
+# A quoted value honours backslash escapes and may be cut off by truncation,
+# so it runs to its closing quote or to the end of the text.
 _VALUE = re.compile(
-    r""""[^"]*"|'[^']*'|(?i:(?:Bearer|Basic|Token|Digest)\s+)?[^\s&,;'"]+"""
+    r""""(?:[^"\\]|\\.)*(?:"|$)|'(?:[^'\\]|\\.)*(?:'|$)"""
+    r"""|(?i:(?:Bearer|Basic|Token|Digest)\s+)?[^\s&,;'"]+"""
 )
 _AUTH_SCHEMES = frozenset({"bearer", "basic", "token", "digest"})
 _COOKIE_HEADERS = frozenset({"cookie", "set-cookie"})
@@ -98,7 +101,10 @@ class Scrubber:
         parts: list[str] = []
         done = 0
         for key in _KEY.finditer(text):
-            if key.start() < done or key.group("name").lower() not in self.fields:
+            if (
+                key.start() < done
+                or normalize_key(key.group("name")) not in self.fields
+            ):
                 continue
             value = _VALUE.match(text, key.end())
             if value is None:
@@ -115,7 +121,7 @@ class Scrubber:
         if isinstance(headers, dict):
             for name in list(headers):
                 lowered = name.lower()
-                if lowered in self.headers or lowered in self.fields:
+                if lowered in self.headers or normalize_key(lowered) in self.fields:
                     self._remember(lowered, str(headers[name]), found)
                     headers[name] = FILTERED
         query = request.get("query_string")
@@ -153,7 +159,7 @@ class Scrubber:
         pairs = parse_qsl(query, keep_blank_values=True)
         cleaned = []
         for key, value in pairs:
-            if key.lower() in self.fields:
+            if normalize_key(key) in self.fields:
                 if len(value) >= _MIN_SECRET_LEN:
                     found.add(value)
                 value = FILTERED
@@ -176,7 +182,7 @@ class Scrubber:
         if isinstance(value, dict):
             cleaned = {}
             for key, item in value.items():
-                if isinstance(key, str) and key.lower() in self.fields:
+                if isinstance(key, str) and normalize_key(key) in self.fields:
                     if isinstance(item, str) and len(item) >= _MIN_SECRET_LEN:
                         found.add(item)
                     cleaned[key] = FILTERED

@@ -51,6 +51,8 @@ HOSTILE_QUERIES = (
     "a)b(",
     "%_",
     "\\",
+    "ab\x00cd",
+    "boom\x00",
     "",
 )
 

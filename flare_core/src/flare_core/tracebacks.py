@@ -162,7 +162,9 @@ def normalize_path(path: str) -> str:
 
 
 def fingerprint_parts(*parts: object) -> str:
-    digest = hashlib.sha256("\x1f".join(str(part) for part in parts).encode())
+    text = "\x1f".join(str(part) for part in parts)
+    # Lone surrogates are cleaned later in enrichment; hash them as they are.
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass"))
     return digest.hexdigest()[:32]
 
 

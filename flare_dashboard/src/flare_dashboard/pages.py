@@ -69,7 +69,7 @@ def dashboard_base(request: Request, config: FlareConfig) -> str:
 def _refresh_seconds(request: Request) -> int:
     """Read the optional ``refresh`` parameter; an invalid value means the default."""
     value = request.query_params.get("refresh", "")
-    if value.isdigit() and 1 <= int(value) <= MAX_REFRESH_SECONDS:
+    if value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_REFRESH_SECONDS:
         return int(value)
     return DEFAULT_REFRESH_SECONDS
 

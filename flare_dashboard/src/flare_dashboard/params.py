@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any, get_args
 
@@ -18,6 +19,8 @@ __all__ = [
     "parse_hours",
     "parse_log_query",
 ]
+
+_ASCII_INTEGER = re.compile(r"[+-]?[0-9]+")
 
 MAX_LIMIT = 500
 MAX_TIMELINE_HOURS = 720
@@ -56,6 +59,9 @@ def _integer(params: QueryParams, name: str, low: int, high: int) -> int | None:
     if value is None:
         return None
     try:
+        # ASCII digits only: int() also takes "1_0" and other scripts' digits.
+        if not _ASCII_INTEGER.fullmatch(value):
+            raise ValueError(value)
         number = int(value)
     except ValueError:
         raise BadParameter(
@@ -86,15 +92,18 @@ def _time(params: QueryParams, name: str) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError:
+        # An offset can push a time at the ends of the calendar out of range.
+        return (
+            moment.replace(tzinfo=UTC)
+            if moment.tzinfo is None
+            else moment.astimezone(UTC)
+        )
+    except (ValueError, OverflowError):
         raise BadParameter(
             name,
             f"{name} must be an ISO 8601 time such as 2026-01-31T14:00:00Z, "
             f"got {_shown(value)}",
         ) from None
-    return (
-        moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    )
 
 
 def _limit(params: QueryParams, default: int) -> int:

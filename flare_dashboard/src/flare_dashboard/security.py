@@ -38,9 +38,23 @@ CONTENT_SECURITY_POLICY = "; ".join(
 # no CORS headers.
 CSRF_HEADER = "X-Flare-CSRF"
 
-# Headers a reverse proxy adds. Behind a proxy on the same host every peer
-# address is loopback, so their presence means the client is somewhere else.
-_PROXY_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
+# Headers a reverse proxy or CDN adds. Behind a proxy on the same host every
+# peer address is loopback, so their presence, even empty, means the client
+# is somewhere else. NOTE: a proxy that adds none of them (nginx's plain
+# proxy_pass) cannot be told apart from a local client; configure auth there.
+_PROXY_HEADERS = (
+    "x-forwarded-for",
+    "forwarded",
+    "x-real-ip",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+)
+# Host names a browser uses for this machine. A page on another domain that
+# DNS-rebinds its name to 127.0.0.1 still sends its own name as Host.
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 
 _CLOSED_MESSAGE = (
     "The Flare dashboard has no auth configured, so it only answers requests "
@@ -77,9 +91,19 @@ def loopback_only(request: Request) -> None:
     """
     client = request.scope.get("client")
     host = client[0] if client else ""
-    proxied = any(request.headers.get(name) for name in _PROXY_HEADERS)
-    if proxied or not _is_loopback(host):
+    proxied = any(name in request.headers for name in _PROXY_HEADERS)
+    if proxied or not _is_loopback(host) or not _is_loopback_host(request):
         raise HTTPException(status_code=403, detail=_CLOSED_MESSAGE)
+
+
+def _is_loopback_host(request: Request) -> bool:
+    """Tell whether the Host header names this machine, port aside."""
+    host = request.headers.get("host", "").strip().lower()
+    if host.startswith("["):
+        name = host.partition("]")[0] + "]"
+    else:
+        name = host.rpartition(":")[0] if host.count(":") == 1 else host
+    return name in _LOOPBACK_HOSTS or name.endswith(".localhost")
 
 
 def check_same_origin(request: Request) -> None:

@@ -214,7 +214,10 @@ class _ReadsMixin(_StorageBase):
     ) -> LogPage:
         """FTS5 finds candidates (words in order, the last one a prefix); a plain
         substring test on the candidates keeps exactly what the text matches."""
-        match = '"' + text.replace('"', '""') + '"'
+        # FTS5 ends a query string at a NUL byte; the tokenizer drops it
+        # anyway, and the substring test below still checks the real text.
+        phrase = text.replace("\x00", " ").replace('"', '""')
+        match = '"' + phrase + '"'
         if len(_TOKEN.findall(text)[-1]) >= _MIN_PREFIX:
             # The last word may be cut short, as in a search box; shorter
             # prefixes would expand to too many words to stay fast.
@@ -243,7 +246,7 @@ class _ReadsMixin(_StorageBase):
         try:
             rows = await reader.execute_fetchall(sql, [*values, limit + 1])
         except sqlite3.OperationalError as exc:
-            if _is_busy(exc) or "fts5" not in str(exc).lower():
+            if _is_busy(exc):
                 raise self._error(exc, "search") from exc
             # The text is always a quoted phrase, so FTS5 should accept it; if
             # some input still trips its parser, search without the index.
