@@ -225,7 +225,7 @@ class Worker:
         try:
             await self.storage.apply_retention(self.max_entries, self.retention)
         except Exception as exc:  # noqa: BLE001 - retention retries next cycle
-            self._failed("retention", exc)
+            self._failed("apply retention", exc)
 
     async def flush(self) -> bool:
         while len(self.buffer):
