@@ -143,3 +143,34 @@ async def test_push_lone_surrogate_no_plugin_fault(
 
     assert entry.fingerprint is not None
     assert not [r for r in caplog.records if "failed in" in r.getMessage()]
+
+
+@pytest.mark.parametrize("path", ["/async-push", "/sync-push"])
+async def test_push_in_request_links_it(path: str) -> None:
+    app, flare = _build()
+    async with serve(app) as client:
+        response = await client.get(path)
+    (entry,) = await stored(flare)
+
+    assert entry.request_id == response.headers["x-request-id"]
+    assert entry.endpoint == path
+    assert entry.route == path
+    assert entry.http_method == "GET"
+
+
+async def test_push_keeps_client_request_id() -> None:
+    app, flare = _build()
+    async with serve(app) as client:
+        response = await client.get("/async-push", headers={"X-Request-ID": "req-42"})
+    (entry,) = await stored(flare)
+
+    assert response.headers["x-request-id"] == "req-42"
+    assert entry.request_id == "req-42"
+
+
+def test_push_outside_request_has_no_request() -> None:
+    flare = Flare(FlareConfig(storage_backend="memory"), load_entry_points=False)
+    entry = push_log_sync(flare, event="job", message="nightly job failed")
+
+    assert entry.request_id is None
+    assert entry.endpoint is None

@@ -17,6 +17,7 @@ import itertools
 import logging
 import os
 import time
+from contextvars import ContextVar
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -27,11 +28,16 @@ from .entries import RequestRecord, build_entry, from_background_task
 if TYPE_CHECKING:
     from .runtime import Flare
 
-__all__ = ["EXCHANGE_KEY", "CaptureMiddleware", "Exchange"]
+__all__ = ["CURRENT_REQUEST", "EXCHANGE_KEY", "CaptureMiddleware", "Exchange"]
 
 logger = logging.getLogger(__name__)
 
 EXCHANGE_KEY = "flare.exchange"
+
+# The request being served in this context, for push_log(); None outside one.
+CURRENT_REQUEST: ContextVar[tuple[Scope, Exchange] | None] = ContextVar(
+    "flare_current_request", default=None
+)
 
 # Request ids: a random per-process prefix and a counter, unique without
 # calling uuid4 on every request.
@@ -140,6 +146,8 @@ class CaptureMiddleware:
         else:
             app_receive = receive
 
+        # push_log() called while this request runs links its entry to it.
+        token = CURRENT_REQUEST.set((scope, exchange))
         try:
             await self.app(scope, app_receive, send_wrapper)
         except Exception as exc:
@@ -149,6 +157,8 @@ class CaptureMiddleware:
                 self._capture(scope, exchange, None)
             self._capture(scope, exchange, exc)
             raise
+        finally:
+            CURRENT_REQUEST.reset(token)
         if exchange.status in codes:
             self._capture(scope, exchange, None)
 
@@ -161,7 +171,11 @@ class CaptureMiddleware:
             if key.lower() == name:
                 exchange.request_id = value.decode("latin-1")
                 return message
-        request_id = _request_id_from(scope, name) or new_request_id()  # type: ignore[arg-type]
+        request_id = (
+            exchange.request_id
+            or _request_id_from(scope, name)  # type: ignore[arg-type]
+            or new_request_id()
+        )
         exchange.request_id = request_id
         headers.append((name, request_id.encode("latin-1")))
         return {**message, "headers": headers}
@@ -231,3 +245,26 @@ def _keep_head(chunks: list[bytes], chunk: bytes, limit: int) -> None:
     size = sum(len(part) for part in chunks)
     if size < limit and chunk:
         chunks.append(chunk[: limit - size])
+
+
+def current_request_fields(header: str | None) -> dict[str, Any]:
+    """Return the request fields for an entry pushed while a request runs.
+
+    The request id is the one the response carries: the request's own
+    header, or an id generated now and sent with the response later.
+    """
+    current = CURRENT_REQUEST.get()
+    if current is None:
+        return {}
+    scope, exchange = current
+    if exchange.request_id is None and header:
+        name = header.lower().encode("latin-1")
+        exchange.request_id = _request_id_from(scope, name) or new_request_id()
+    route = scope.get("route")
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return {
+        "request_id": exchange.request_id,
+        "endpoint": str(scope.get("path", "")) or None,
+        "route": template if isinstance(template, str) else None,
+        "http_method": str(scope.get("method", "")) or None,
+    }

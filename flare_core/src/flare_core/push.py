@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from .capture import current_request_fields
 from .errors import FlareSetupError
 from .models import FlareLogEntry, Level
 
@@ -49,6 +50,8 @@ def push_log_sync(
     ``exc``, the entry carries its type and stack trace.
     """
     flare = _runtime(config)
+    for name, value in current_request_fields(flare.config.request_id_header).items():
+        fields.setdefault(name, value)
     try:
         entry = FlareLogEntry(
             level=level,
