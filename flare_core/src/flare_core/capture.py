@@ -50,7 +50,7 @@ def new_request_id() -> str:
 
 
 class Exchange:
-    """What one request produced, filled in as its messages pass."""
+    """The outcome of one request, filled in as its messages pass."""
 
     __slots__ = (
         "body",
