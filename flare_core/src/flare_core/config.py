@@ -7,6 +7,7 @@ name raises ``FlareConfigError`` naming the option and what it accepts.
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import ipaddress
 import os
@@ -338,6 +339,7 @@ class FlareConfig(BaseSettings):
         return frozenset(normalize_key(name) for name in names)
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize_key(key: str) -> str:
     """Normalize a key for the denylist: lower case, ``-`` as ``_``, and for a
     form key such as ``user[password]`` its last bracketed part."""

@@ -39,6 +39,49 @@ _VALUE = re.compile(
 _AUTH_SCHEMES = frozenset({"bearer", "basic", "token", "digest"})
 _COOKIE_HEADERS = frozenset({"cookie", "set-cookie"})
 _BEARER = re.compile(r"\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]{6,}", re.IGNORECASE)
+_BEARER_WORDS = frozenset({"bearer", "basic", "token"})
+# Words of text folded by _fold, as normalize_key spells denylist keys.
+_WORD = re.compile(r"[a-z0-9_]+")
+# What may follow a key for it to start a pair: a closing quote or bracket,
+# then ":" or "=".
+_AFTER_KEY = re.compile(r"""\]?["']?\s*[:=]\s*""")
+
+
+def _filter_scheme(match: re.Match[str]) -> str:
+    return f"{match.group(1)} {FILTERED}"
+
+
+def _fold(text: str) -> str | None:
+    """Lower-case ``text`` and read ``-`` as ``_``, keeping every position.
+
+    Returns None for the rare text whose lower-case form has another length
+    (such as "İ"), where positions in the folded text would not match.
+    """
+    folded = text.lower().replace("-", "_")
+    return folded if len(folded) == len(text) else None
+
+
+def _pair_value(
+    text: str, folded: str, start: int, end: int
+) -> tuple[int, int, str] | None:
+    """Return the span and quote of the value of a key found at ``start:end``.
+
+    The key must be a whole word, or the last part of a form key such as
+    ``user[password]``, and be followed by ``:`` or ``=``.
+    """
+    before = folded[start - 1] if start else ""
+    if before.isalnum() or before in "_.]":
+        return None
+    if before == "[" and folded[end : end + 1] != "]":
+        return None
+    after = _AFTER_KEY.match(text, end)
+    if after is None:
+        return None
+    value = _VALUE.match(text, after.end())
+    if value is None:
+        return None
+    quote = value.group(0)[0] if value.group(0)[:1] in "'\"" else ""
+    return after.end(), value.end(), quote
 
 
 def truncate_text(text: str, limit: int, *, keep_tail: bool = False) -> str:
@@ -69,10 +112,12 @@ class Scrubber:
             self._scrub_request(request, found)
         entry.context = self._scrub_value(entry.context, found)
         if self.scrub_messages:
-            for name in ("message", "error", "stack_trace", "endpoint"):
+            for name in ("message", "error", "endpoint"):
                 value = getattr(entry, name)
                 if value:
                     setattr(entry, name, self.scrub_text(value, found))
+            if entry.stack_trace:
+                entry.stack_trace = self.scrub_stack_trace(entry.stack_trace, found)
         if found:
             entry.context = self._replace_everywhere(entry.context, found)
 
@@ -91,13 +136,74 @@ class Scrubber:
         encode_safely(entry)
 
     def scrub_text(self, text: str, found: Iterable[str] = ()) -> str:
-        text = self._scrub_pairs(text)
-        text = _BEARER.sub(lambda m: f"{m.group(1)} {FILTERED}", text)
+        if "=" in text or ":" in text:
+            text = self._scrub_pairs_and_schemes(text)
+        elif any(word in text.lower() for word in _BEARER_WORDS):
+            # No pair can start here; only a bare "Bearer <token>" can.
+            text = _BEARER.sub(_filter_scheme, text)
         for secret in sorted(found, key=len, reverse=True):
-            text = text.replace(secret, FILTERED)
+            if secret in text:
+                text = text.replace(secret, FILTERED)
         return text
 
-    def _scrub_pairs(self, text: str) -> str:
+    def _scrub_pairs_and_schemes(self, text: str) -> str:
+        folded = _fold(text)
+        if folded is None:
+            text = self._scrub_pairs_slowly(text)
+            return _BEARER.sub(_filter_scheme, text)
+        # Set operations on the text's words find the few denylisted keys
+        # present, so that a long text is searched only for those.
+        words = set(_WORD.findall(folded))
+        names = words & self.fields
+        if names:
+            text = self._scrub_pairs(text, folded, names)
+        if words & _BEARER_WORDS:
+            text = _BEARER.sub(_filter_scheme, text)
+        return text
+
+    def scrub_stack_trace(self, trace: str, found: Iterable[str] = ()) -> str:
+        """Scrub the exception lines of a stack trace, and secrets anywhere.
+
+        Frame lines ("  File ...") and source lines are indented; they show
+        code, not request data, so only the unindented lines (the exception
+        messages and chain notes) are searched for ``key=value`` pairs. Every
+        secret value seen in the request is still removed from every line.
+        """
+        lines = trace.split("\n")
+        for index, line in enumerate(lines):
+            if line and not line[0].isspace():
+                lines[index] = self.scrub_text(line)
+        text = "\n".join(lines)
+        for secret in sorted(found, key=len, reverse=True):
+            if secret in text:
+                text = text.replace(secret, FILTERED)
+        return text
+
+    def _scrub_pairs(self, text: str, folded: str, names: Iterable[str]) -> str:
+        """Replace the values of ``key=value`` pairs whose key is in ``names``."""
+        spans: list[tuple[int, int, str]] = []
+        for name in names:
+            start = folded.find(name)
+            while start != -1:
+                span = _pair_value(text, folded, start, start + len(name))
+                if span is not None:
+                    spans.append(span)
+                start = folded.find(name, start + 1)
+        if not spans:
+            return text
+        parts: list[str] = []
+        done = 0
+        for value_start, value_end, quote in sorted(spans):
+            if value_start < done:
+                continue
+            parts.append(text[done:value_start])
+            parts.append(f"{quote}{FILTERED}{quote}")
+            done = value_end
+        parts.append(text[done:])
+        return "".join(parts)
+
+    def _scrub_pairs_slowly(self, text: str) -> str:
+        """Scrub pairs in text whose lower-case form changes its length."""
         parts: list[str] = []
         done = 0
         for key in _KEY.finditer(text):
@@ -236,7 +342,17 @@ def encode_safely(entry: FlareLogEntry) -> None:
         value = getattr(entry, name)
         if isinstance(value, str):
             setattr(entry, name, _utf8_text(value))
-    entry.context = _utf8_value(entry.context)
+    if _may_hold_surrogates(entry.context):
+        entry.context = _utf8_value(entry.context)
+
+
+def _may_hold_surrogates(value: Any) -> bool:
+    """Check a whole context with one encode, instead of string by string."""
+    try:
+        json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
+    except (UnicodeEncodeError, TypeError, ValueError, RecursionError):
+        return True
+    return False
 
 
 def _utf8_text(text: str) -> str:
