@@ -1,0 +1,1 @@
+"""Flare's benchmarks: ``python -m bench --help`` lists the sections."""

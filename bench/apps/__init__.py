@@ -1,0 +1,1 @@
+"""FastAPI apps that the benchmarks serve with uvicorn."""
