@@ -28,7 +28,9 @@ __all__ = ["EntryBuffer", "Worker"]
 
 logger = logging.getLogger(__name__)
 
-_MAX_BACKOFF_SECONDS = 30.0
+# Short enough that a recovered storage is found before a full buffer has
+# dropped much; one failed attempt every 5 s costs next to nothing.
+_MAX_BACKOFF_SECONDS = 5.0
 
 
 class EntryBuffer:

@@ -116,7 +116,10 @@ class _StorageBase:
         )
         try:
             await connection.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
-            await connection.execute("PRAGMA cache_size = -32000")
+            # 8 MiB of page cache per connection (two per process): the
+            # dashboard's indexed reads need little, and every worker process
+            # of the host app pays this in memory.
+            await connection.execute("PRAGMA cache_size = -8000")
             await connection.execute("PRAGMA temp_store = MEMORY")
         except BaseException:
             await connection.close()
