@@ -174,3 +174,35 @@ async def test_clear_jwks_cache_forces_fetch(
     clear_jwks_cache()
     await client.get("/flare/probe", headers=bearer(provider.token()))
     assert provider.jwks_fetches == 2
+
+
+async def _trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answer like an HTTP server that sends its body one byte at a time."""
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 400\r\n\r\n")
+    try:
+        for _ in range(400):
+            writer.write(b" ")
+            await writer.drain()
+            await asyncio.sleep(0.1)
+    except (ConnectionError, asyncio.CancelledError):
+        pass
+    finally:
+        writer.close()
+
+
+async def test_trickling_server_times_out() -> None:
+    from flare_zitadel.jwks import JWKSCache, JWKSUnavailable
+
+    port = free_port()
+    server = await asyncio.start_server(_trickle, "127.0.0.1", port)
+    cache = JWKSCache(f"http://127.0.0.1:{port}/oauth/v2/keys", timeout_seconds=0.5)
+    try:
+        # Without a deadline on the whole fetch this would take 40 s; the
+        # outer timeout only keeps a regression from hanging the suite.
+        async with asyncio.timeout(20):
+            with pytest.raises(JWKSUnavailable):
+                await cache.get_key("kid-1")
+    finally:
+        server.close()
+        await server.wait_closed()

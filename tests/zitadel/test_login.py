@@ -193,6 +193,8 @@ UNSAFE_NEXT = [
     "/flare/\r\nSet-Cookie:x=1",
     "/flare/auth/logout",
     "flare",
+    " /flare",
+    "/flare ",
 ]
 
 

@@ -171,13 +171,21 @@ class JWKSCache:
         logger.debug("Fetched %d signing keys from %s", len(keys), self.url)
 
     async def _fetch(self) -> dict[str, RSAKey]:
+        # httpx's timeout bounds each connect and read, so a server that
+        # trickles bytes could hold the fetch far longer; asyncio.timeout
+        # bounds the whole fetch.
         try:
-            async with httpx.AsyncClient(timeout=self.timeout_seconds) as client:
-                response = await client.get(
-                    self.url, headers={"Accept": "application/json"}
-                )
+            async with asyncio.timeout(self.timeout_seconds):
+                async with httpx.AsyncClient(timeout=self.timeout_seconds) as client:
+                    response = await client.get(
+                        self.url, headers={"Accept": "application/json"}
+                    )
         except httpx.HTTPError as exc:
             raise JWKSFetchError(f"{type(exc).__name__}: {exc}") from exc
+        except TimeoutError:
+            raise JWKSFetchError(
+                f"no complete answer within {self.timeout_seconds} s"
+            ) from None
         if response.status_code != 200:
             raise JWKSFetchError(f"HTTP {response.status_code}")
         try:

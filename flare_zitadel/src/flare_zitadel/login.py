@@ -14,6 +14,7 @@ is never touched.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import secrets
@@ -43,6 +44,9 @@ SCOPES = "openid profile email"
 URL_SAFE = ":/?#[]@!$&'()*+,;=-._~%"
 # Claims copied from the ID token into the session cookie.
 SESSION_CLAIMS = ("sub", "name", "preferred_username", "email")
+
+# The longest a login waits for Zitadel's discovery or token endpoint.
+PROVIDER_TIMEOUT_SECONDS = 10.0
 
 
 class BrowserLogin:
@@ -138,7 +142,11 @@ class BrowserLogin:
         target = self.safe_next(next_path)
         redirect_uri = f"{_origin(request)}{self.auth_path}/callback"
         try:
-            authorization = await self._client.create_authorization_url(redirect_uri)
+            # Bounds discovery as a whole: httpx's own timeout bounds each read.
+            async with asyncio.timeout(PROVIDER_TIMEOUT_SECONDS):
+                authorization = await self._client.create_authorization_url(
+                    redirect_uri
+                )
         except Exception as exc:  # noqa: BLE001 - authlib raises httpx or httpx2 errors
             logger.warning("Zitadel login could not start (discovery failed): %s", exc)
             raise HTTPException(
@@ -225,7 +233,8 @@ class BrowserLogin:
         decoded = unquote(parts.path)
         segments = decoded.split("/")
         unsafe = (
-            len(value) > 2048
+            value != value.strip()
+            or len(value) > 2048
             or any(ord(char) < 0x20 or ord(char) == 0x7F for char in unquote(value))
             or "\\" in unquote(value)
             or bool(parts.scheme or parts.netloc)
@@ -273,11 +282,12 @@ class BrowserLogin:
                 status_code=400, detail="The callback has no code parameter"
             )
         try:
-            token = await self._client.fetch_access_token(
-                redirect_uri=state["redirect_uri"],
-                code=code,
-                code_verifier=state["code_verifier"],
-            )
+            async with asyncio.timeout(PROVIDER_TIMEOUT_SECONDS):
+                token = await self._client.fetch_access_token(
+                    redirect_uri=state["redirect_uri"],
+                    code=code,
+                    code_verifier=state["code_verifier"],
+                )
         except Exception as exc:  # noqa: BLE001 - authlib raises httpx or httpx2 errors
             logger.warning("Zitadel rejected or failed the code exchange: %s", exc)
             raise HTTPException(
