@@ -29,6 +29,11 @@ def _build() -> tuple[FastAPI, Flare]:
         await push_log(config, level="WARNING", event="quota", message="quota at 91%")
         return "pushed"
 
+    @app.get("/push-other")
+    async def push_other() -> str:
+        await push_log(config, event="job", message="job failed", endpoint="/jobs/7")
+        return "pushed"
+
     @app.get("/sync-push")
     def sync_push() -> str:
         push_log_sync(config, event="export", message="export failed", http_status=502)
@@ -174,3 +179,14 @@ def test_push_outside_request_has_no_request() -> None:
 
     assert entry.request_id is None
     assert entry.endpoint is None
+
+
+async def test_push_naming_endpoint_keeps_it() -> None:
+    app, flare = _build()
+    async with serve(app) as client:
+        response = await client.get("/push-other")
+    (entry,) = await stored(flare)
+
+    assert entry.endpoint == "/jobs/7"
+    assert entry.http_method is None
+    assert entry.request_id == response.headers["x-request-id"]

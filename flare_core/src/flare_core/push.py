@@ -50,8 +50,12 @@ def push_log_sync(
     ``exc``, the entry carries its type and stack trace.
     """
     flare = _runtime(config)
+    # An entry that names its own endpoint describes some other request, so it
+    # takes only the current request's id.
+    explicit = any(name in fields for name in ("endpoint", "route", "http_method"))
     for name, value in current_request_fields(flare.config.request_id_header).items():
-        fields.setdefault(name, value)
+        if name == "request_id" or not explicit:
+            fields.setdefault(name, value)
     try:
         entry = FlareLogEntry(
             level=level,

@@ -42,10 +42,21 @@
 
   // DOM helpers ------------------------------------------------------------
 
+  // Bidirectional controls make stored text display differently from what it
+  // is ("\u202Eexe.txt" shows as "txt.exe"), so they are shown as code points.
+  const BIDI_CONTROLS = /[\u200E\u200F\u202A-\u202E\u2066-\u2069]/g;
+
+  function visible(text) {
+    return String(text).replace(
+      BIDI_CONTROLS,
+      (char) => "<U+" + char.codePointAt(0).toString(16).toUpperCase() + ">"
+    );
+  }
+
   function element(tag, className, text) {
     const node = document.createElement(tag);
     if (className) node.className = className;
-    if (text !== undefined && text !== null) node.textContent = String(text);
+    if (text !== undefined && text !== null) node.textContent = visible(text);
     return node;
   }
 
@@ -134,14 +145,24 @@
     return data;
   }
 
-  function showError(message) {
+  // Errors by source ("list", "refresh", "status"), so that one request that
+  // succeeds does not hide the error of another that failed.
+  const errors = new Map();
+
+  function renderErrors() {
     const banner = byId("error-banner");
-    banner.textContent = message;
-    banner.hidden = false;
+    banner.textContent = Array.from(errors.values()).join(" ");
+    banner.hidden = errors.size === 0;
   }
 
-  function clearError() {
-    byId("error-banner").hidden = true;
+  function showError(message, source = "list") {
+    errors.set(source, message);
+    renderErrors();
+  }
+
+  function clearError(source = "list") {
+    errors.delete(source);
+    renderErrors();
   }
 
   // URL state --------------------------------------------------------------
@@ -513,11 +534,11 @@
         headers: { "Content-Type": "application/json", "X-Flare-CSRF": "1" },
         body: JSON.stringify({ status }),
       });
-      clearError();
+      clearError("status");
       await loadGroups(false, true);
     } catch (error) {
       button.disabled = false;
-      showError("Changing the group's status failed: " + error.message);
+      showError("Changing the group's status failed: " + error.message, "status");
     }
   }
 
@@ -530,9 +551,9 @@
 
   function fillModal(entry) {
     byId("modal-level").replaceWith(Object.assign(levelBadge(entry.level), { id: "modal-level" }));
-    byId("modal-title").textContent = entry.error || entry.event;
-    byId("modal-message").textContent = entry.message || "(no message)";
-    byId("modal-error").textContent = entry.error || "";
+    byId("modal-title").textContent = visible(entry.error || entry.event);
+    byId("modal-message").textContent = visible(entry.message || "(no message)");
+    byId("modal-error").textContent = visible(entry.error || "");
     byId("modal-error-section").hidden = !entry.error;
     byId("modal-stack").textContent = entry.stack_trace || "";
     byId("modal-stack-section").hidden = !entry.stack_trace;
@@ -563,9 +584,11 @@
       const entry = await api("logs/" + encodeURIComponent(id));
       fillModal(entry);
       status.hidden = true;
+      byId("modal-entry").hidden = false;
     } catch (error) {
       status.textContent = "This entry could not be loaded: " + error.message;
       status.hidden = false;
+      byId("modal-entry").hidden = true;
       byId("modal-title").textContent = "Entry " + id;
     }
     if (!modal.open) modal.showModal();
@@ -633,11 +656,15 @@
         if (state.view === "entries") await refreshEntries();
         else await loadGroups(false, true);
       }
-      clearError();
+      clearError("refresh");
+      if (listToo) clearError("list");
       byId("updated-at").textContent = "Updated " + new Date().toLocaleTimeString();
     } catch (error) {
       const stale = byId("updated-at").textContent;
-      showError(error.message + (stale ? " The page shows the data of the last successful update." : ""));
+      showError(
+        error.message + (stale ? " The page shows the data of the last successful update." : ""),
+        "refresh"
+      );
     }
     updateRelativeTimes();
   }
