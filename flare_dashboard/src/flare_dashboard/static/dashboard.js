@@ -517,13 +517,21 @@
   // A refresh loads as many groups as are shown, so "Load more" survives it.
   async function loadGroups(append, keepCount) {
     const token = ++state.loadToken;
-    const limit = keepCount ? Math.min(Math.max(state.groupCount, PAGE_SIZE), MAX_PAGE_SIZE) : PAGE_SIZE;
-    const params = Object.assign({ limit }, state.groupFilters);
-    if (append) params.cursor = state.groupCursor;
-    const page = await api("groups", params);
-    if (token !== state.loadToken) return;
-    state.groupCursor = page.next_cursor;
-    renderGroups(page.items, append);
+    // A refresh keeps as many rows as were shown, in pages the API allows.
+    const wanted = keepCount ? Math.max(state.groupCount, PAGE_SIZE) : PAGE_SIZE;
+    let items = [];
+    let cursor = append ? state.groupCursor : null;
+    do {
+      const limit = Math.min(wanted - items.length, MAX_PAGE_SIZE);
+      const params = Object.assign({ limit }, state.groupFilters);
+      if (cursor) params.cursor = cursor;
+      const page = await api("groups", params);
+      if (token !== state.loadToken) return;
+      items = items.concat(page.items);
+      cursor = page.next_cursor;
+    } while (keepCount && cursor && items.length < wanted);
+    state.groupCursor = cursor;
+    renderGroups(items, append);
   }
 
   async function setGroupStatus(fingerprint, status, button) {
