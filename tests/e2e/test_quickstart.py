@@ -38,18 +38,29 @@ def _wait_for(path: Path, count: int, timeout: float = 15.0) -> list[FlareLogEnt
     return entries
 
 
-def test_demo_app_stores_errors(
-    uvicorn_server: Callable[..., UvicornServer], tmp_path: Path
-) -> None:
-    database = tmp_path / "flare.db"
+def _demo_client(
+    uvicorn_server: Callable[..., UvicornServer], database: Path
+) -> httpx.Client:
+    """Start the demo app on SQLite at ``database`` and return a client for it.
+
+    Each request uses its own connection, because uvicorn closes one after
+    an exception escapes the app.
+    """
     server = uvicorn_server(
         "examples.example:app",
         cwd=ROOT,
         env={"FLARE_SQLITE_PATH": str(database), "PYTHONPATH": str(ROOT)},
     )
-    with httpx.Client(
+    return httpx.Client(
         base_url=server.url, timeout=10, headers={"Connection": "close"}
-    ) as client:
+    )
+
+
+def test_demo_app_stores_errors(
+    uvicorn_server: Callable[..., UvicornServer], tmp_path: Path
+) -> None:
+    database = tmp_path / "flare.db"
+    with _demo_client(uvicorn_server, database) as client:
         assert client.get("/").status_code == 200
         assert client.get("/boom").status_code == 500
         assert client.get("/items/999").status_code == 404
@@ -81,14 +92,7 @@ def test_demo_app_other_routes(
     uvicorn_server: Callable[..., UvicornServer], tmp_path: Path
 ) -> None:
     database = tmp_path / "flare.db"
-    server = uvicorn_server(
-        "examples.example:app",
-        cwd=ROOT,
-        env={"FLARE_SQLITE_PATH": str(database), "PYTHONPATH": str(ROOT)},
-    )
-    with httpx.Client(
-        base_url=server.url, timeout=10, headers={"Connection": "close"}
-    ) as client:
+    with _demo_client(uvicorn_server, database) as client:
         assert client.post("/orders", json={"qty": "many"}).status_code == 422
         assert client.get("/sync-fail").status_code == 500
         assert client.post("/payments/pay_42/decline").json() == {"logged": True}
