@@ -49,7 +49,7 @@ async def create_order(order: Order) -> Order:
 
 @app.get("/sync-fail")
 def sync_fail() -> None:
-    """A plain `def` endpoint, run in the threadpool, that raises."""
+    """Raise from a plain `def` endpoint, which runs in the threadpool."""
     {}["missing-key"]
 
 

@@ -121,7 +121,7 @@ async def test_search_with_filters_and_cursor(storage: SQLiteStorage) -> None:
 async def test_punctuation_search_pages_past_its_window(
     storage: SQLiteStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import flare_sqlite.storage as module
+    import flare_sqlite._reads as module
 
     monkeypatch.setattr(module, "_SCAN_WINDOW", 10)
     await storage.write_batch([make_entry(message="a ~~ b")])

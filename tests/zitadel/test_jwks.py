@@ -177,7 +177,7 @@ async def test_clear_jwks_cache_forces_fetch(
 
 
 async def _trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Answer like an HTTP server that sends its body one byte at a time."""
+    """Respond like an HTTP server that sends its body one byte at a time."""
     await reader.readuntil(b"\r\n\r\n")
     writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 400\r\n\r\n")
     try:

@@ -53,7 +53,7 @@ def flare_should_capture(
     :param exc: The exception behind the outcome, if Flare saw one.
     :return: False to drop the entry, True to keep it, None to let the next
         plugin decide. The first non-None answer wins; with none, the entry
-        is kept. flare-dashboard answers False for the dashboard's own paths.
+        is kept. flare-dashboard returns False for the dashboard's own paths.
     """
 
 
@@ -93,7 +93,7 @@ def flare_storage(config: FlareConfig, backend: str) -> Storage | None:
     ``setup()`` calls this with ``config.storage_backend`` when set;
     otherwise first with ``"redis"`` when ``redis_url`` is set, then with
     ``"sqlite"``. Return a ``Storage`` when ``backend`` is your plugin's name,
-    else None. flare-sqlite answers ``"sqlite"``, flare-redis ``"redis"`` and
+    else None. flare-sqlite builds ``"sqlite"``, flare-redis ``"redis"`` and
     core itself ``"memory"``. The pipeline calls ``start()`` from the app's
     lifespan.
     """
@@ -119,7 +119,7 @@ def flare_dashboard_auth(config: FlareConfig) -> Callable[..., Any] | None:
 
     Used only when ``config.dashboard_auth_dependency`` is unset: the user's
     own dependency always wins. The dependency raises ``HTTPException`` (401
-    or 403) to reject a request. flare-zitadel answers when its three
+    or 403) to reject a request. flare-zitadel returns one when its three
     ``zitadel_*`` options are set.
     """
 

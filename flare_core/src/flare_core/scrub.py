@@ -42,8 +42,8 @@ _BEARER = re.compile(r"\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]{6,}", re.IGNO
 _BEARER_WORDS = frozenset({"bearer", "basic", "token"})
 # Words of text folded by _fold, as normalize_key spells denylist keys.
 _WORD = re.compile(r"[a-z0-9_]+")
-# What may follow a key for it to start a pair: a closing quote or bracket,
-# then ":" or "=".
+# The text after a key that makes it start a pair: an optional closing
+# bracket or quote, then ":" or "=".
 _AFTER_KEY = re.compile(r"""\]?["']?\s*[:=]\s*""")
 
 
@@ -85,7 +85,7 @@ def _pair_value(
 
 
 def truncate_text(text: str, limit: int, *, keep_tail: bool = False) -> str:
-    """Cut ``text`` to about ``limit`` characters and say how much was cut."""
+    """Cut ``text`` to about ``limit`` characters, marking how much was cut."""
     if len(text) <= limit:
         return text
     cut = len(text) - limit
@@ -389,7 +389,7 @@ def _limit_context(context: dict[str, Any], limit: int) -> dict[str, Any]:
 
 
 def _needs_roundtrip(value: Any) -> bool:
-    """Tell whether ``value`` holds anything JSON would change (objects, tuples)."""
+    """Tell whether ``value`` contains anything JSON would change (objects, tuples)."""
     if isinstance(value, dict):
         return any(
             not isinstance(k, str) or _needs_roundtrip(v) for k, v in value.items()

@@ -8,7 +8,7 @@ import re
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flare_core.errors import StorageUnavailable
 from flare_core.models import (
@@ -41,6 +41,10 @@ from .schema import GROUP_COLUMNS, HOUR_US, MINUTE_US
 
 logger = logging.getLogger("flare_sqlite")
 
+# Text without letters or digits cannot use the FTS index: it is matched as
+# a substring over at most this many of the newest entries per page.
+_SCAN_WINDOW = 20_000
+
 # A run of letters or digits: what FTS5's unicode61 tokenizer keeps as a token.
 _TOKEN = re.compile(r"[^\W_]+")
 
@@ -60,19 +64,6 @@ _GROUP_SORT_COLUMNS = {
 
 class _ReadsMixin(_StorageBase):
     """The dashboard's reads, all through the read-only connection."""
-
-    if TYPE_CHECKING:
-        # Defined on SQLiteStorage, next to the _SCAN_WINDOW it reads.
-        async def _query_scan(
-            self,
-            text: str,
-            clauses: list[str],
-            params: list[Any],
-            since: int | None,
-            until: int | None,
-            before: int | None,
-            limit: int,
-        ) -> LogPage: ...
 
     # Reads: entries -------------------------------------------------------
 
@@ -259,6 +250,61 @@ class _ReadsMixin(_StorageBase):
         except ValueError as exc:
             raise StorageUnavailable(f"SQLite storage {self.path!r} is closed") from exc
         return _page(list(rows), limit)
+
+    async def _query_scan(
+        self,
+        text: str,
+        clauses: list[str],
+        params: list[Any],
+        since: int | None,
+        until: int | None,
+        before: int | None,
+        limit: int,
+    ) -> LogPage:
+        """Match ``text`` as a substring over a window of the newest entries.
+
+        Used for text without letters or digits, which the FTS index does not
+        hold. Each page reads at most ``_SCAN_WINDOW`` entries; when the window
+        ends before the page is full, ``next_cursor`` continues below it.
+        """
+        bound_rows = await self._fetch(
+            "SELECT id FROM entries WHERE id < ? ORDER BY id DESC LIMIT 1 OFFSET ?",
+            (before if before is not None else 2**63 - 1, _SCAN_WINDOW - 1),
+        )
+        floor = int(bound_rows[0][0]) if bound_rows else None
+        conditions = list(clauses)
+        values = list(params)
+        if since is not None:
+            conditions.append("+e.ts >= ?")
+            values.append(since)
+        if until is not None:
+            conditions.append("+e.ts < ?")
+            values.append(until)
+        if before is not None:
+            conditions.append("e.id < ?")
+            values.append(before)
+        if floor is not None:
+            conditions.append("e.id >= ?")
+            values.append(floor)
+        # No letters, so no case to fold: instr() is exact, and fast.
+        conditions.append(
+            "(instr(e.message, ?) > 0 OR instr(e.error, ?) > 0 "
+            "OR instr(e.endpoint, ?) > 0)"
+        )
+        values.extend([text, text, text])
+        sql = (
+            f"SELECT {_ENTRY_SELECT} FROM entries e WHERE {' AND '.join(conditions)} "
+            "ORDER BY e.id DESC LIMIT ?"
+        )
+        rows = await self._fetch(sql, [*values, limit + 1])
+        page = _page(rows, limit)
+        if page.next_cursor is None and floor is not None and floor > 1:
+            older = await self._fetch(
+                "SELECT 1 FROM entries WHERE id < ? LIMIT 1", (floor,)
+            )
+            if older:
+                page.next_cursor = encode_cursor({"id": str(floor)})
+        return page
 
     # Reads: numbers -------------------------------------------------------
 

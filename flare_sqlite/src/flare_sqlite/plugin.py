@@ -1,4 +1,4 @@
-"""The ``flare`` entry point of flare-sqlite: answers the ``"sqlite"`` backend."""
+"""The ``flare`` entry point of flare-sqlite: builds the ``"sqlite"`` backend."""
 
 from __future__ import annotations
 

@@ -18,17 +18,15 @@ import logging
 import os
 import time
 from datetime import datetime, timedelta
-from typing import Any
 
 import aiosqlite
 
 from flare_core.errors import StorageUnavailable
-from flare_core.models import LogPage, utcnow
-from flare_core.storage import encode_cursor
+from flare_core.models import utcnow
 
 from ._base import _StorageBase
 from ._reads import _ReadsMixin
-from ._rows import _ENTRY_SELECT, _is_busy, _page, _rollback, _to_us
+from ._rows import _is_busy, _rollback, _to_us
 from ._writes import _WritesMixin
 from .schema import HOUR_US, MINUTE_US, floor_div_sql
 
@@ -36,9 +34,8 @@ __all__ = ["SQLiteStorage"]
 
 logger = logging.getLogger("flare_sqlite")
 
-# Retention and the substring scan stay in this module, next to the limits
-# below, because tests lower _RETENTION_CHUNK and _SCAN_WINDOW by patching
-# them on flare_sqlite.storage.
+# Retention stays in this module, next to the limits below, because tests
+# lower _RETENTION_CHUNK by patching it on flare_sqlite.storage.
 
 # Retention deletes at most this many rows per transaction, so that other
 # processes' writes never wait long for the lock.
@@ -48,9 +45,6 @@ _RETENTION_BUDGET_SECONDS = 2.0
 # How long retention waits for another process's write lock before skipping.
 _RETENTION_BUSY_MS = 250
 
-# Text without letters or digits cannot use the FTS index: it is matched as
-# a substring over at most this many of the newest entries per page.
-_SCAN_WINDOW = 20_000
 
 _DOOMED_TABLES = (
     "doomed",
@@ -228,60 +222,3 @@ class SQLiteStorage(_ReadsMixin, _WritesMixin, _StorageBase):
             "UPDATE counters SET value = value - ? WHERE name = 'total'", (removed,)
         )
         return int(removed)
-
-    # Reads: substring scan ------------------------------------------------
-
-    async def _query_scan(
-        self,
-        text: str,
-        clauses: list[str],
-        params: list[Any],
-        since: int | None,
-        until: int | None,
-        before: int | None,
-        limit: int,
-    ) -> LogPage:
-        """Match ``text`` as a substring over a window of the newest entries.
-
-        Used for text without letters or digits, which the FTS index does not
-        hold. Each page reads at most ``_SCAN_WINDOW`` entries; when the window
-        ends before the page is full, ``next_cursor`` continues below it.
-        """
-        bound_rows = await self._fetch(
-            "SELECT id FROM entries WHERE id < ? ORDER BY id DESC LIMIT 1 OFFSET ?",
-            (before if before is not None else 2**63 - 1, _SCAN_WINDOW - 1),
-        )
-        floor = int(bound_rows[0][0]) if bound_rows else None
-        conditions = list(clauses)
-        values = list(params)
-        if since is not None:
-            conditions.append("+e.ts >= ?")
-            values.append(since)
-        if until is not None:
-            conditions.append("+e.ts < ?")
-            values.append(until)
-        if before is not None:
-            conditions.append("e.id < ?")
-            values.append(before)
-        if floor is not None:
-            conditions.append("e.id >= ?")
-            values.append(floor)
-        # No letters, so no case to fold: instr() is exact, and fast.
-        conditions.append(
-            "(instr(e.message, ?) > 0 OR instr(e.error, ?) > 0 "
-            "OR instr(e.endpoint, ?) > 0)"
-        )
-        values.extend([text, text, text])
-        sql = (
-            f"SELECT {_ENTRY_SELECT} FROM entries e WHERE {' AND '.join(conditions)} "
-            "ORDER BY e.id DESC LIMIT ?"
-        )
-        rows = await self._fetch(sql, [*values, limit + 1])
-        page = _page(rows, limit)
-        if page.next_cursor is None and floor is not None and floor > 1:
-            older = await self._fetch(
-                "SELECT 1 FROM entries WHERE id < ? LIMIT 1", (floor,)
-            )
-            if older:
-                page.next_cursor = encode_cursor({"id": str(floor)})
-        return page

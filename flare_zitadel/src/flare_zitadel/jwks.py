@@ -184,7 +184,7 @@ class JWKSCache:
             raise JWKSFetchError(f"{type(exc).__name__}: {exc}") from exc
         except TimeoutError:
             raise JWKSFetchError(
-                f"no complete answer within {self.timeout_seconds} s"
+                f"no complete response within {self.timeout_seconds} s"
             ) from None
         if response.status_code != 200:
             raise JWKSFetchError(f"HTTP {response.status_code}")

@@ -45,7 +45,7 @@ URL_SAFE = ":/?#[]@!$&'()*+,;=-._~%"
 # Claims copied from the ID token into the session cookie.
 SESSION_CLAIMS = ("sub", "name", "preferred_username", "email")
 
-# The longest a login waits for Zitadel's discovery or token endpoint.
+# Maximum time a login waits for Zitadel's discovery or token endpoint.
 PROVIDER_TIMEOUT_SECONDS = 10.0
 
 
