@@ -25,6 +25,12 @@ READS: dict[str, Callable[[SQLiteStorage], Awaitable[Any]]] = {
     "status": lambda s: s.query(LogQuery(status=404)),
     "endpoint": lambda s: s.query(LogQuery(endpoint="/e/3")),
     "fingerprint": lambda s: s.query(LogQuery(fingerprint="fp-3")),
+    "fingerprint and level": lambda s: s.query(
+        LogQuery(fingerprint="fp-3", level="ERROR", cursor=encode_cursor({"id": "250"}))
+    ),
+    "fingerprint since": lambda s: s.query(
+        LogQuery(fingerprint="fp-3", since=NOW - timedelta(days=2))
+    ),
     "since": lambda s: s.query(LogQuery(since=NOW - timedelta(hours=1))),
     "until": lambda s: s.query(LogQuery(until=NOW - timedelta(days=5))),
     "range": lambda s: s.query(
@@ -41,6 +47,9 @@ READS: dict[str, Callable[[SQLiteStorage], Awaitable[Any]]] = {
     "groups": lambda s: s.query_groups(GroupQuery()),
     "groups by count": lambda s: s.query_groups(GroupQuery(sort="count")),
     "ignored groups": lambda s: s.query_groups(GroupQuery(status="ignored")),
+    "resolved groups by first seen": lambda s: s.query_groups(
+        GroupQuery(status="resolved", sort="first_seen")
+    ),
     "sparklines": lambda s: s.group_sparklines([f"fp-{i}" for i in range(50)], now=NOW),
 }
 

@@ -17,7 +17,13 @@ import aiosqlite
 from flare_core.errors import StorageError, StorageUnavailable
 
 from ._rows import _contains, _is_busy, _probe_open, _rollback, _statements
-from .schema import SCHEMA, SCHEMA_VERSION, TEMP_SCHEMA
+from .schema import (
+    SCHEMA,
+    SCHEMA_VERSION,
+    TEMP_SCHEMA,
+    UPGRADE_AFTER,
+    UPGRADE_BEFORE,
+)
 
 logger = logging.getLogger("flare_sqlite")
 
@@ -173,8 +179,28 @@ class _StorageBase:
                         "sqlite_path to another file.",
                         backend=self.name,
                     )
+            else:
+                version = SCHEMA_VERSION
+            upgrades = range(version, SCHEMA_VERSION)
+            for step in upgrades:
+                for statement in _statements(UPGRADE_BEFORE.get(step, "")):
+                    await writer.execute(statement)
             for statement in _statements(SCHEMA):
                 await writer.execute(statement)
+            for step in upgrades:
+                for statement in _statements(UPGRADE_AFTER.get(step, "")):
+                    await writer.execute(statement)
+            if upgrades:
+                await writer.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                    (str(SCHEMA_VERSION),),
+                )
+                logger.info(
+                    "Flare upgraded the SQLite schema of %s from version %d to %d",
+                    self.path,
+                    version,
+                    SCHEMA_VERSION,
+                )
             await writer.execute("COMMIT")
         except BaseException:
             await _rollback(writer)

@@ -28,6 +28,7 @@ from ._base import _StorageBase
 from ._rows import (
     _ENTRY_SELECT,
     _GROUP_SELECT,
+    _clean_text,
     _decode_entry_cursor,
     _decode_group_cursor,
     _entry_from_row,
@@ -37,7 +38,7 @@ from ._rows import (
     _page,
     _to_us,
 )
-from .schema import GROUP_COLUMNS, HOUR_US, MINUTE_US
+from .schema import GROUP_COLUMNS, HOUR_US, MINUTE_US, group_token
 
 logger = logging.getLogger("flare_sqlite")
 
@@ -104,6 +105,10 @@ class _ReadsMixin(_StorageBase):
         if text:
             return await self._query_scan(
                 text, clauses, params, since, until, before, query.limit
+            )
+        if query.fingerprint is not None:
+            return await self._query_group(
+                query.fingerprint, clauses, params, since, until, before, query.limit
             )
 
         use_ts_index = False
@@ -213,25 +218,14 @@ class _ReadsMixin(_StorageBase):
             # The last word may be cut short, as in a search box; shorter
             # prefixes would expand to too many words to stay fast.
             match += " *"
-        conditions = ["entries_fts MATCH ?"]
-        values: list[Any] = [match]
-        if before is not None:
-            conditions.append("f.rowid < ?")
-            values.append(before)
-        conditions.extend(clauses)
-        values.extend(params)
-        if since is not None:
-            conditions.append("e.ts >= ?")
-            values.append(since)
-        if until is not None:
-            conditions.append("e.ts < ?")
-            values.append(until)
-        conditions.append("flare_contains(e.message, e.error, e.endpoint, ?)")
-        values.append(text.lower())
-        sql = (
-            f"SELECT {_ENTRY_SELECT} FROM entries_fts f "
-            "CROSS JOIN entries e ON e.id = f.rowid "
-            f"WHERE {' AND '.join(conditions)} ORDER BY f.rowid DESC LIMIT ?"
+        sql, values = _walk_fts(
+            "entries_fts",
+            match,
+            [*clauses, "flare_contains(e.message, e.error, e.endpoint, ?)"],
+            [*params, text.lower()],
+            since,
+            until,
+            before,
         )
         reader = self._read_connection()
         try:
@@ -250,6 +244,34 @@ class _ReadsMixin(_StorageBase):
         except ValueError as exc:
             raise StorageUnavailable(f"SQLite storage {self.path!r} is closed") from exc
         return _page(list(rows), limit)
+
+    async def _query_group(
+        self,
+        fingerprint: str,
+        clauses: list[str],
+        params: list[Any],
+        since: int | None,
+        until: int | None,
+        before: int | None,
+        limit: int,
+    ) -> LogPage:
+        """A group's entries, newest first, walked through ``group_index``.
+
+        ``clauses`` holds ``e.fingerprint = ?`` too, so the index only has to
+        find candidates; the row itself decides.
+        """
+        token = group_token(_clean_text(fingerprint))
+        ids: tuple[int, int] | None = None
+        if since is not None or until is not None:
+            bounds = await self._range_bounds(since, until)
+            if bounds is None:
+                return LogPage(items=[])
+            ids = bounds[1], bounds[2]
+        sql, values = _walk_fts(
+            "group_index", f'"{token}"', clauses, params, since, until, before, ids
+        )
+        rows = await self._fetch(sql, [*values, limit + 1])
+        return _page(rows, limit)
 
     async def _query_scan(
         self,
@@ -428,16 +450,58 @@ class _ReadsMixin(_StorageBase):
         first_hour = _to_us(starts[0]) // HOUR_US
         last_hour = _to_us(starts[-1]) // HOUR_US
         unique = list(lines)
+        # Every hour named, so that each (hour, fingerprint) is a key lookup
+        # instead of a walk over every group of the hour range.
+        every_hour = list(range(first_hour, last_hour + 1))
+        hour_marks = ", ".join("?" for _ in every_hour)
         # SQLite allows a bounded number of parameters: ask in slices.
         for offset in range(0, len(unique), 500):
             chunk = unique[offset : offset + 500]
             marks = ", ".join("?" for _ in chunk)
             rows = await self._fetch(
                 "SELECT fingerprint, hour, n FROM group_hours "
-                f"WHERE fingerprint IN ({marks}) "
-                "AND hour >= ? AND hour <= ?",
-                [*chunk, first_hour, last_hour],
+                f"WHERE hour IN ({hour_marks}) AND fingerprint IN ({marks})",
+                [*every_hour, *chunk],
             )
             for fingerprint, hour, count in rows:
                 lines[fingerprint][int(hour) - first_hour] += int(count)
         return lines
+
+
+def _walk_fts(
+    table: str,
+    match: str,
+    clauses: list[str],
+    params: list[Any],
+    since: int | None,
+    until: int | None,
+    before: int | None,
+    ids: tuple[int, int] | None = None,
+) -> tuple[str, list[Any]]:
+    """Build a query that walks ``table``'s matches newest first and keeps the
+    entries that pass ``clauses``; the caller appends the LIMIT value.
+
+    ``ids`` bounds the rowids (lowest, highest) when a time range gives them.
+    """
+    conditions = [f"{table} MATCH ?"]
+    values: list[Any] = [match]
+    if ids is not None:
+        conditions.append("f.rowid BETWEEN ? AND ?")
+        values.extend(ids)
+    if before is not None:
+        conditions.append("f.rowid < ?")
+        values.append(before)
+    conditions.extend(clauses)
+    values.extend(params)
+    if since is not None:
+        conditions.append("e.ts >= ?")
+        values.append(since)
+    if until is not None:
+        conditions.append("e.ts < ?")
+        values.append(until)
+    sql = (
+        f"SELECT {_ENTRY_SELECT} FROM {table} f "
+        "CROSS JOIN entries e ON e.id = f.rowid "
+        f"WHERE {' AND '.join(conditions)} ORDER BY f.rowid DESC LIMIT ?"
+    )
+    return sql, values

@@ -20,7 +20,10 @@ from ._rows import (
     _to_us,
     _unencodable,
 )
-from .schema import ENTRY_COLUMNS, HOUR_US, MINUTE_US
+from .schema import ENTRY_COLUMNS, HOUR_US, MINUTE_US, group_token
+
+# Where the fingerprint sits in a row from ``_entry_row`` (which has no id).
+_FINGERPRINT_AT = ENTRY_COLUMNS.index("fingerprint") - 1
 
 
 class _WritesMixin(_StorageBase):
@@ -55,6 +58,15 @@ class _WritesMixin(_StorageBase):
             )
             values = [(entry_id, *row) for entry_id, row in zip(ids, rows, strict=True)]
             await writer.executemany(insert, values)
+            tokens = [
+                (entry_id, group_token(row[_FINGERPRINT_AT]))
+                for entry_id, row in zip(ids, rows, strict=True)
+                if row[_FINGERPRINT_AT] is not None
+            ]
+            if tokens:
+                await writer.executemany(
+                    "INSERT INTO group_index (rowid, token) VALUES (?, ?)", tokens
+                )
             await self._update_counts(writer, entries, rows, ids)
             assigned[:] = ids
             return ids
@@ -111,7 +123,7 @@ class _WritesMixin(_StorageBase):
                 else:
                     counted[0] += 1
                     counted[2] = entry_id
-            fingerprint = entry.fingerprint
+            fingerprint = row[_FINGERPRINT_AT]
             if not fingerprint:
                 continue
             hour_key = (fingerprint, ts // HOUR_US)

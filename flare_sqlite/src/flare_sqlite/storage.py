@@ -178,6 +178,11 @@ class SQLiteStorage(_ReadsMixin, _WritesMixin, _StorageBase):
             f"INSERT INTO temp.doomed_groups SELECT e.fingerprint, count(*) {doomed}"
             " AND e.fingerprint IS NOT NULL GROUP BY 1"
         )
+        await writer.execute(
+            "INSERT INTO group_index (group_index, rowid, token) "
+            f"SELECT 'delete', e.id, 'g' || hex(e.fingerprint) {doomed}"
+            " AND e.fingerprint IS NOT NULL"
+        )
         cursor = await writer.execute(
             "DELETE FROM entries WHERE id IN (SELECT id FROM temp.doomed)"
         )
