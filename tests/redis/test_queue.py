@@ -45,6 +45,8 @@ async def test_invalid_items_set_aside(
         b'{"ts": "x"}\n{}',
         b'{"ts": "nan", "lv": "ERROR"}\n{}',
         b'{"ts": 5, "lv": "ERROR"}\n{}',
+        # An integer too large for a double, which ZADD rejects.
+        b'{"ts": "' + b"9" * 400 + b'", "lv": "ERROR", "fp": "big"}\n{}',
         b'{"ts": "1", "lv": "INFO"}\n{}',
         b"[1, 2]\n{}",
     ]
