@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import os
 import tempfile
 import time
 from datetime import timedelta
@@ -54,6 +55,7 @@ class Target:
         self.runs += 1
         options: dict[str, Any] = {}
         if self.backend == "sqlite":
+            self.discard()
             self.path = self.workdir / f"ingest-{self.runs}.db"
             options["sqlite_path"] = str(self.path)
         if self.backend == "redis":
@@ -65,6 +67,15 @@ class Target:
         storage = make_storage(self.backend, **options)
         await storage.start()
         return storage
+
+    def discard(self) -> None:
+        """Delete the previous run's database, whose dirty pages the kernel
+        would otherwise write back during the next run."""
+        if self.path is None:
+            return
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        self.path = None
 
 
 async def drain(storage: Storage, entries: list[FlareLogEntry]) -> float:
@@ -192,6 +203,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 ]
                 for round_index in range(args.rounds):
                     for variant in rotate(variants, round_index):
+                        # Start each run with nothing left to write back, so
+                        # no variant pays for the one before it.
+                        target.discard()
+                        os.sync()
                         rate = asyncio.run(run_variant(target, variant, args.entries))
                         raw.append(
                             {
