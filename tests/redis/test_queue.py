@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 import redis.asyncio as aioredis
 
-from flare_core import LogQuery
+from flare_core import GroupQuery, LogQuery
 from flare_redis import RedisStorage, encode_queue_item
 
 from .conftest import NOW, make_entry
@@ -47,6 +47,9 @@ async def test_invalid_items_set_aside(
         b'{"ts": 5, "lv": "ERROR"}\n{}',
         # An integer too large for a double, which ZADD rejects.
         b'{"ts": "' + b"9" * 400 + b'", "lv": "ERROR", "fp": "big"}\n{}',
+        # After the year 9999, which no reader can turn into a date.
+        b'{"ts": "' + b"9" * 18 + b'", "lv": "ERROR", "fp": "far"}\n{}',
+        b'{"ts": "-' + b"9" * 18 + b'", "lv": "ERROR", "fp": "far"}\n{}',
         b'{"ts": "1", "lv": "INFO"}\n{}',
         b"[1, 2]\n{}",
     ]
@@ -55,6 +58,10 @@ async def test_invalid_items_set_aside(
     page = await storage.query(LogQuery())
     assert [entry.message for entry in page.items] == ["good"]
     assert sorted(await raw.lrange(storage.keys.invalid, 0, -1)) == sorted(bad)
+    # Readers that turn scores into dates still work.
+    groups = await storage.query_groups(GroupQuery())
+    assert "far" not in {group.fingerprint for group in groups.items}
+    assert (await storage.stats()).total == 1
 
 
 async def test_retried_batch_stored_once(

@@ -22,17 +22,24 @@ local function text(value)
   return ''
 end
 
+-- Microseconds since the epoch of one second after 0001-01-01 00:00 and one
+-- second before 10000-01-01. The margin keeps a value that rounds to a
+-- nearby double, as Lua numbers do here, inside the range.
+local FIRST_TS = -62135596799000000
+local LAST_TS = 253402300799000000
+
 local function parse(item)
   local cut = string.find(item, '\n', 1, true)
   if not cut then return nil end
   local ok, header = pcall(cjson.decode, string.sub(item, 1, cut - 1))
-  -- ts must be an integer that fits a double, because ZADD rejects 'nan' and
-  -- overflowing values, and an error would stop the script half way.
+  -- ts must be an integer, because ZADD rejects 'nan' and overflowing
+  -- values and an error would stop the script half way. It must also lie in
+  -- the years 1 to 9999, which are all that readers can turn into a date.
   if not ok or type(header) ~= 'table' or not string.match(text(header.ts), '^%-?%d+$') then
     return nil
   end
   local ts = tonumber(header.ts)
-  if ts == math.huge or ts == -math.huge then return nil end
+  if ts < FIRST_TS or ts > LAST_TS then return nil end
   if header.lv ~= 'ERROR' and header.lv ~= 'WARNING' then return nil end
   return header, string.sub(item, cut + 1), ts
 end
