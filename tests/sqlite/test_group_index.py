@@ -215,3 +215,30 @@ async def test_a_newer_schema_is_refused(v1_copy: Path) -> None:
     storage = SQLiteStorage(v1_copy)
     with pytest.raises(Exception, match="newer than this flare-sqlite"):
         await storage.start()
+
+
+async def test_lone_surrogate_filters_match_stored_text(
+    storage: SQLiteStorage,
+) -> None:
+    odd = "fp-\ud800"
+    batch = [
+        make_entry(fingerprint=odd, endpoint="/e/\udcff", message=f"m{i}")
+        for i in range(3)
+    ]
+    await storage.write_batch(batch)
+    queries = [
+        LogQuery(fingerprint=odd),
+        LogQuery(endpoint="/e/\udcff"),
+        LogQuery(fingerprint=odd, q="m\ud800"),
+        LogQuery(fingerprint=odd, q="\ud800"),
+    ]
+    found = [await all_messages(storage, query) for query in queries]
+    assert found == [["m2", "m1", "m0"], ["m2", "m1", "m0"], [], []]
+    group = await storage.get_group(odd)
+    assert group is not None
+    assert group.count == 3
+    changed = await storage.set_group_status(odd, "ignored")
+    assert changed is not None
+    assert changed.status == "ignored"
+    lines = await storage.group_sparklines([odd], now=NOW)
+    assert sum(lines[odd]) == 3

@@ -16,7 +16,14 @@ import aiosqlite
 
 from flare_core.errors import StorageError, StorageUnavailable
 
-from ._rows import _contains, _is_busy, _probe_open, _rollback, _statements
+from ._rows import (
+    _clean_params,
+    _contains,
+    _is_busy,
+    _probe_open,
+    _rollback,
+    _statements,
+)
 from .schema import (
     SCHEMA,
     SCHEMA_VERSION,
@@ -287,6 +294,7 @@ class _StorageBase:
         self, sql: str, params: Sequence[Any] | dict[str, Any] = ()
     ) -> list[Any]:
         reader = self._read_connection()
+        params = _clean_params(params)
         return list(await self._guard("read", reader.execute_fetchall(sql, params)))
 
     async def _transaction(

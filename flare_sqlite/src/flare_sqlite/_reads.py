@@ -28,6 +28,7 @@ from ._base import _StorageBase
 from ._rows import (
     _ENTRY_SELECT,
     _GROUP_SELECT,
+    _clean_params,
     _clean_text,
     _decode_entry_cursor,
     _decode_group_cursor,
@@ -229,7 +230,9 @@ class _ReadsMixin(_StorageBase):
         )
         reader = self._read_connection()
         try:
-            rows = await reader.execute_fetchall(sql, [*values, limit + 1])
+            rows = await reader.execute_fetchall(
+                sql, _clean_params([*values, limit + 1])
+            )
         except sqlite3.OperationalError as exc:
             if _is_busy(exc):
                 raise self._error(exc, "search") from exc
@@ -449,7 +452,9 @@ class _ReadsMixin(_StorageBase):
             return lines
         first_hour = _to_us(starts[0]) // HOUR_US
         last_hour = _to_us(starts[-1]) // HOUR_US
-        unique = list(lines)
+        # Stored fingerprints are cleaned of lone surrogates: map them back.
+        requested = {_clean_text(fingerprint): fingerprint for fingerprint in lines}
+        unique = list(requested)
         # Every hour named, so that each (hour, fingerprint) is a key lookup
         # instead of a walk over every group of the hour range.
         every_hour = list(range(first_hour, last_hour + 1))
@@ -464,7 +469,8 @@ class _ReadsMixin(_StorageBase):
                 [*every_hour, *chunk],
             )
             for fingerprint, hour, count in rows:
-                lines[fingerprint][int(hour) - first_hour] += int(count)
+                line = lines[requested[fingerprint]]
+                line[int(hour) - first_hour] += int(count)
         return lines
 
 

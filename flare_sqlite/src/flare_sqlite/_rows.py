@@ -41,6 +41,23 @@ def _clean_text(value: Any) -> Any:
     return value
 
 
+def _clean_params(
+    params: Sequence[Any] | dict[str, Any],
+) -> Sequence[Any] | dict[str, Any]:
+    """Return ``params`` with lone surrogates replaced as ``_clean_text`` does.
+
+    A filter value then matches the stored text it was cleaned into, where
+    sqlite3 would otherwise raise UnicodeEncodeError.
+    """
+    if isinstance(params, dict):
+        if not any(_unencodable(value) for value in params.values()):
+            return params
+        return {key: _clean_text(value) for key, value in params.items()}
+    if not any(_unencodable(value) for value in params):
+        return params
+    return [_clean_text(value) for value in params]
+
+
 def _unencodable(value: Any) -> bool:
     if not isinstance(value, str) or value.isascii():
         return False

@@ -214,7 +214,7 @@ class _WritesMixin(_StorageBase):
                     WHERE fingerprint = :fingerprint
                     RETURNING {_GROUP_SELECT}
                     """,
-                    {"status": status, "fingerprint": fingerprint},
+                    {"status": status, "fingerprint": _clean_text(fingerprint)},
                 )
             )
 

@@ -179,6 +179,8 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSI
 
 # Upgrades from each older version, run in the transaction that creates
 # SCHEMA. UPGRADE_BEFORE runs ahead of SCHEMA and UPGRADE_AFTER after it.
+# NOTE: a version 1 process still running on an upgraded file writes no
+# group_index tokens, so its entries are missing from their group's list.
 UPGRADE_BEFORE: dict[int, str] = {
     1: """
 DROP INDEX IF EXISTS entries_fingerprint;
