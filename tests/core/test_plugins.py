@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -123,6 +124,31 @@ async def test_plugin_overrides_fingerprint() -> None:
     entries = await stored(flare)
 
     assert [entry.fingerprint for entry in entries] == ["custom-group", "custom-group"]
+
+
+class LongFingerprint:
+    """Groups by the request path, repeated far past the fingerprint limit."""
+
+    @hookimpl
+    def flare_enrich_entry(self, entry: FlareLogEntry) -> None:
+        entry.fingerprint = (entry.endpoint or "") * 500
+
+
+async def test_long_fingerprint_stored_as_digest() -> None:
+    app, flare = _build([LongFingerprint()])
+    async with serve(app) as client:
+        await client.get("/fail")
+        await client.get("/fail")
+        await client.get("/crash")
+    entries = await stored(flare)
+
+    fingerprints = [entry.fingerprint for entry in entries]
+    expected = [
+        hashlib.sha256((path * 500).encode()).hexdigest()
+        for path in ("/fail", "/fail", "/crash")
+    ]
+    assert fingerprints == expected
+    assert fingerprints[0] != fingerprints[2]
 
 
 async def test_raising_enricher_isolated(caplog: pytest.LogCaptureFixture) -> None:

@@ -9,6 +9,7 @@ with the request.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable
@@ -21,6 +22,11 @@ from .models import FlareLogEntry
 __all__ = ["FILTERED", "Scrubber", "encode_safely", "truncate_text"]
 
 FILTERED = "[Filtered]"
+
+# A longer fingerprint, which only a plugin sets, is replaced by its SHA-256
+# digest: a group's key goes into URLs, Redis keys and index tokens, and
+# the digest keeps distinct keys distinct where cutting would merge them.
+MAX_FINGERPRINT_CHARS = 200
 # Shorter secret values are filtered under their key but not searched for
 # elsewhere in the entry, because replacing "123" everywhere corrupts text.
 _MIN_SECRET_LEN = 4
@@ -132,6 +138,8 @@ class Scrubber:
             )
         if entry.endpoint:
             entry.endpoint = truncate_text(entry.endpoint, 2048)
+        if entry.fingerprint and len(entry.fingerprint) > MAX_FINGERPRINT_CHARS:
+            entry.fingerprint = _digest(entry.fingerprint)
         entry.context = _limit_context(entry.context, config.max_context_chars)
         encode_safely(entry)
 
@@ -407,3 +415,9 @@ def _shorten_strings(value: Any, limit: int) -> Any:
     if isinstance(value, str):
         return truncate_text(value, limit)
     return value
+
+
+def _digest(fingerprint: str) -> str:
+    """Return the SHA-256 hex digest of a fingerprint's UTF-8 text."""
+    data = fingerprint.encode("utf-8", "surrogatepass")
+    return hashlib.sha256(data).hexdigest()
