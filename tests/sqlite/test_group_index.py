@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import shutil
 import sqlite3
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -242,3 +242,40 @@ async def test_lone_surrogate_filters_match_stored_text(
     assert changed.status == "ignored"
     lines = await storage.group_sparklines([odd], now=NOW)
     assert sum(lines[odd]) == 3
+
+
+async def test_entries_of_an_old_process_indexed_after_upgrade(
+    v1_copy: Path,
+) -> None:
+    storage = SQLiteStorage(v1_copy)
+    await storage.start()
+    try:
+        # A version 1 process that kept running writes rows without tokens.
+        connection = sqlite3.connect(v1_copy)
+        try:
+            with connection:
+                connection.executemany(
+                    "INSERT INTO entries (ts, level, event, message, context, "
+                    "fingerprint) VALUES (?, 'ERROR', 'e', ?, '{}', 'fp-a')",
+                    [(1, "late 1"), (2, "late 2")],
+                )
+        finally:
+            connection.close()
+        assert "late 2" not in await all_messages(storage, LogQuery(fingerprint="fp-a"))
+
+        await storage.apply_retention(10_000, timedelta(days=36500), now=NOW)
+        found = await all_messages(storage, LogQuery(fingerprint="fp-a"))
+        assert found[:2] == ["late 2", "late 1"]
+        assert len(found) == 7
+        marks = dict(await storage._fetch("SELECT key, value FROM meta"))
+        top = await storage._fetch("SELECT max(id) FROM entries")
+        assert marks["group_index_checked"] == str(top[0][0])
+
+        # An hour after the upgrade the check ends and its marks go.
+        later = datetime.now(UTC) + timedelta(hours=2)
+        await storage.apply_retention(10_000, timedelta(days=36500), now=later)
+        keys = {key for (key,) in await storage._fetch("SELECT key FROM meta")}
+        assert keys == {"schema_version"}
+    finally:
+        await storage.close()
+    integrity_check(str(v1_copy))

@@ -179,8 +179,9 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSI
 
 # Upgrades from each older version, run in the transaction that creates
 # SCHEMA. UPGRADE_BEFORE runs ahead of SCHEMA and UPGRADE_AFTER after it.
-# NOTE: a version 1 process still running on an upgraded file writes no
-# group_index tokens, so its entries are missing from their group's list.
+# A version 1 process still running on an upgraded file, as in a rolling
+# restart, writes no group_index tokens. For an hour after the upgrade,
+# retention adds the tokens of entries above the 'group_index_checked' id.
 UPGRADE_BEFORE: dict[int, str] = {
     1: """
 DROP INDEX IF EXISTS entries_fingerprint;
@@ -197,6 +198,12 @@ INSERT INTO group_hours (fingerprint, hour, n)
 DROP TABLE group_hours_v1;
 INSERT INTO group_index (rowid, token)
     SELECT id, 'g' || hex(fingerprint) FROM entries WHERE fingerprint IS NOT NULL;
+INSERT OR REPLACE INTO meta (key, value)
+    SELECT 'group_index_checked', CAST(coalesce(max(id), 0) AS TEXT) FROM entries;
+INSERT OR REPLACE INTO meta (key, value) VALUES (
+    'group_index_check_until',
+    CAST((CAST(strftime('%s', 'now') AS INTEGER) + 3600) * 1000000 AS TEXT)
+);
 """,
 }
 

@@ -28,7 +28,7 @@ from ._base import _StorageBase
 from ._reads import _ReadsMixin
 from ._rows import _is_busy, _rollback, _to_us
 from ._writes import _WritesMixin
-from .schema import HOUR_US, MINUTE_US, floor_div_sql
+from .schema import HOUR_US, MINUTE_US, floor_div_sql, group_token
 
 __all__ = ["SQLiteStorage"]
 
@@ -82,6 +82,7 @@ class SQLiteStorage(_ReadsMixin, _WritesMixin, _StorageBase):
     async def apply_retention(
         self, max_entries: int, max_age: timedelta, now: datetime | None = None
     ) -> int:
+        await self._index_late_entries(_to_us(now or utcnow()))
         cutoff = _to_us((now or utcnow()) - max_age)
         removed = 0
         deadline = time.monotonic() + _RETENTION_BUDGET_SECONDS
@@ -101,6 +102,82 @@ class SQLiteStorage(_ReadsMixin, _WritesMixin, _StorageBase):
             if chunk < _RETENTION_CHUNK:
                 break
         return removed
+
+    async def _index_late_entries(self, now: int) -> None:
+        """Add the group tokens that a version 1 process did not write.
+
+        Runs only while the upgrade's 'group_index_check_until' lies ahead,
+        and looks at the entries above 'group_index_checked' only.
+        """
+        marks = await self._fetch(
+            "SELECT value FROM meta WHERE key = 'group_index_check_until'"
+        )
+        if not marks:
+            return
+
+        async def body(writer: aiosqlite.Connection) -> None:
+            rows = await writer.execute_fetchall(
+                "SELECT key, value FROM meta WHERE key IN "
+                "('group_index_checked', 'group_index_check_until')"
+            )
+            values = {key: int(value) for key, value in rows}
+            if now > values.get("group_index_check_until", 0):
+                await writer.execute(
+                    "DELETE FROM meta WHERE key IN "
+                    "('group_index_checked', 'group_index_check_until')"
+                )
+                return
+
+            checked = values.get("group_index_checked", 0)
+            late = list(
+                await writer.execute_fetchall(
+                    "SELECT id, fingerprint FROM entries "
+                    "WHERE id > ? AND fingerprint IS NOT NULL ORDER BY id LIMIT ?",
+                    (checked, _RETENTION_CHUNK),
+                )
+            )
+
+            by_group: dict[str, set[int]] = {}
+            for entry_id, fingerprint in late:
+                by_group.setdefault(fingerprint, set()).add(int(entry_id))
+            missing: list[tuple[int, str]] = []
+            for fingerprint, ids in by_group.items():
+                token = group_token(fingerprint)
+                indexed = await writer.execute_fetchall(
+                    "SELECT rowid FROM group_index WHERE group_index MATCH ? "
+                    "AND rowid BETWEEN ? AND ?",
+                    (f'"{token}"', min(ids), max(ids)),
+                )
+                found = {int(row_id) for (row_id,) in indexed}
+                missing.extend((entry_id, token) for entry_id in ids - found)
+
+            if missing:
+                await writer.executemany(
+                    "INSERT INTO group_index (rowid, token) VALUES (?, ?)", missing
+                )
+                logger.info(
+                    "Flare indexed %d entries that an older flare-sqlite wrote "
+                    "to %s after its upgrade",
+                    len(missing),
+                    self.path,
+                )
+
+            if len(late) == _RETENTION_CHUNK:
+                mark = int(late[-1][0])
+            else:
+                top = await writer.execute_fetchall("SELECT max(id) FROM entries")
+                mark = max(checked, int(next(iter(top))[0] or 0))
+            await writer.execute(
+                "UPDATE meta SET value = ? WHERE key = 'group_index_checked'",
+                (str(mark),),
+            )
+
+        try:
+            await self._transaction("index late entries", body)
+        except StorageUnavailable as exc:
+            if not _is_busy(exc.__cause__):
+                raise
+            logger.debug("Flare SQLite group index check skipped: %s", exc)
 
     async def _retention_due(self, max_entries: int, cutoff: int) -> bool:
         rows = await self._fetch(
