@@ -33,7 +33,7 @@ FINGERPRINTS = [
 
 
 async def all_messages(storage: Storage, query: LogQuery) -> list[str]:
-    """Every page of ``query``, followed by cursor, as messages in order."""
+    """Return the messages of every page of ``query``, following the cursor."""
     messages: list[str] = []
     cursor = None
     for _ in range(1000):
@@ -202,7 +202,7 @@ async def test_upgrade_from_schema_v1_keeps_everything(v1_copy: Path) -> None:
         await again.close()
 
 
-async def test_a_newer_schema_is_refused(v1_copy: Path) -> None:
+async def test_newer_schema_version_rejected(v1_copy: Path) -> None:
     connection = sqlite3.connect(v1_copy)
     try:
         with connection:

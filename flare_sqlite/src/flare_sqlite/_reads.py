@@ -258,10 +258,10 @@ class _ReadsMixin(_StorageBase):
         before: int | None,
         limit: int,
     ) -> LogPage:
-        """A group's entries, newest first, walked through ``group_index``.
+        """Return a page of a group's entries, newest first, via ``group_index``.
 
-        ``clauses`` holds ``e.fingerprint = ?`` too, so the index only has to
-        find candidates; the row itself decides.
+        ``clauses`` contains ``e.fingerprint = ?`` too, so the index only finds
+        candidates and each row's own fingerprint decides.
         """
         token = group_token(_clean_text(fingerprint))
         ids: tuple[int, int] | None = None
@@ -485,7 +485,7 @@ def _walk_fts(
     ids: tuple[int, int] | None = None,
 ) -> tuple[str, list[Any]]:
     """Build a query that walks ``table``'s matches newest first and keeps the
-    entries that pass ``clauses``; the caller appends the LIMIT value.
+    entries that pass ``clauses``. The caller appends the LIMIT value.
 
     ``ids`` bounds the rowids (lowest, highest) when a time range gives them.
     """

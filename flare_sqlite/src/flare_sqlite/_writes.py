@@ -22,7 +22,7 @@ from ._rows import (
 )
 from .schema import ENTRY_COLUMNS, HOUR_US, MINUTE_US, group_token
 
-# Where the fingerprint sits in a row from ``_entry_row`` (which has no id).
+# Position of the fingerprint in a row from ``_entry_row``, which has no id.
 _FINGERPRINT_AT = ENTRY_COLUMNS.index("fingerprint") - 1
 
 

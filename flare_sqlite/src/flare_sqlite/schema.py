@@ -191,13 +191,16 @@ DROP INDEX IF EXISTS groups_status_first_seen;
 ALTER TABLE group_hours RENAME TO group_hours_v1;
 """,
 }
+# SQL for the group_index token of the row's fingerprint, as group_token().
+GROUP_TOKEN_SQL = "'g' || hex(fingerprint)"
+
 UPGRADE_AFTER: dict[int, str] = {
-    1: """
+    1: f"""
 INSERT INTO group_hours (fingerprint, hour, n)
     SELECT fingerprint, hour, n FROM group_hours_v1;
 DROP TABLE group_hours_v1;
 INSERT INTO group_index (rowid, token)
-    SELECT id, 'g' || hex(fingerprint) FROM entries WHERE fingerprint IS NOT NULL;
+    SELECT id, {GROUP_TOKEN_SQL} FROM entries WHERE fingerprint IS NOT NULL;
 INSERT OR REPLACE INTO meta (key, value)
     SELECT 'group_index_checked', CAST(coalesce(max(id), 0) AS TEXT) FROM entries;
 INSERT OR REPLACE INTO meta (key, value) VALUES (
@@ -209,7 +212,7 @@ INSERT OR REPLACE INTO meta (key, value) VALUES (
 
 
 def group_token(fingerprint: str) -> str:
-    """Return the ``group_index`` token of a fingerprint: SQL's ``'g' || hex(fp)``.
+    """Return the ``group_index`` token of a fingerprint, as ``GROUP_TOKEN_SQL``.
 
     The hex digits of the UTF-8 text make any fingerprint, whatever its
     characters, one word that the tokenizer keeps whole (in lower case).

@@ -28,7 +28,13 @@ from ._base import _StorageBase
 from ._reads import _ReadsMixin
 from ._rows import _is_busy, _rollback, _to_us
 from ._writes import _WritesMixin
-from .schema import HOUR_US, MINUTE_US, floor_div_sql, group_token
+from .schema import (
+    GROUP_TOKEN_SQL,
+    HOUR_US,
+    MINUTE_US,
+    floor_div_sql,
+    group_token,
+)
 
 __all__ = ["SQLiteStorage"]
 
@@ -82,8 +88,9 @@ class SQLiteStorage(_ReadsMixin, _WritesMixin, _StorageBase):
     async def apply_retention(
         self, max_entries: int, max_age: timedelta, now: datetime | None = None
     ) -> int:
-        await self._index_late_entries(_to_us(now or utcnow()))
-        cutoff = _to_us((now or utcnow()) - max_age)
+        moment = now or utcnow()
+        await self._index_late_entries(_to_us(moment))
+        cutoff = _to_us(moment - max_age)
         removed = 0
         deadline = time.monotonic() + _RETENTION_BUDGET_SECONDS
         while time.monotonic() < deadline:
@@ -257,7 +264,7 @@ class SQLiteStorage(_ReadsMixin, _WritesMixin, _StorageBase):
         )
         await writer.execute(
             "INSERT INTO group_index (group_index, rowid, token) "
-            f"SELECT 'delete', e.id, 'g' || hex(e.fingerprint) {doomed}"
+            f"SELECT 'delete', e.id, {GROUP_TOKEN_SQL} {doomed}"
             " AND e.fingerprint IS NOT NULL"
         )
         cursor = await writer.execute(
